@@ -1,0 +1,31 @@
+"""Inference backends behind one small interface, so the pipeline never imports torch or onnxruntime."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+
+class Backend(Protocol):
+    """What the pipeline needs from a model, whatever runs it."""
+
+    name: str
+    device: str
+    mean_styles: np.ndarray  # (n_contrasts, style_dim)
+
+    def generate(self, images: np.ndarray, available: np.ndarray, style: np.ndarray) -> np.ndarray:
+        """(N, C, H, W) float32, (N, C) float32, (N, S) float32 → (N, 1, H, W) float32."""
+        ...
+
+    def encode_style(self, images: np.ndarray) -> np.ndarray:
+        """(N, 1, H, W) → (N, S) style codes."""
+        ...
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for the allocation failures of torch (CPU/CUDA) and onnxruntime."""
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc).lower()
+    return "out of memory" in text or "failed to allocate" in text or "bad_alloc" in text

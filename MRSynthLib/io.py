@@ -1,0 +1,135 @@
+"""Read and write volumes (NIfTI, NRRD, MHA/MHD, DICOM series folders) with exact geometry.
+
+Every read is validated (3D, finite, not empty) and every write is atomic: a temporary file
+in the destination folder, then ``os.replace``, so a crash never leaves half an image.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import MRSynthError
+from .volume import Volume
+
+_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def _sitk():
+    import SimpleITK as sitk  # noqa: PLC0415 - heavy, imported on use
+
+    return sitk
+
+
+def volume_from_sitk(image) -> Volume:
+    sitk = _sitk()
+    return Volume(
+        array=sitk.GetArrayFromImage(image),
+        spacing=image.GetSpacing(),
+        origin=image.GetOrigin(),
+        direction=np.array(image.GetDirection()).reshape(3, 3),
+    )
+
+
+def volume_to_sitk(volume: Volume):
+    sitk = _sitk()
+    image = sitk.GetImageFromArray(np.ascontiguousarray(volume.array))
+    image.SetSpacing(volume.spacing)
+    image.SetOrigin(volume.origin)
+    image.SetDirection(tuple(float(x) for x in volume.direction.ravel()))
+    for key, value in volume.metadata.items():
+        image.SetMetaData(key, str(value))
+    return image
+
+
+def _read_dicom_folder(folder: Path):
+    sitk = _sitk()
+    reader = sitk.ImageSeriesReader()
+    series = reader.GetGDCMSeriesIDs(str(folder))
+    if not series:
+        raise MRSynthError("folder holds no DICOM series", str(folder))
+    if len(series) > 1:
+        raise MRSynthError(f"folder holds {len(series)} DICOM series; point to one series folder", str(folder))
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder), series[0]))
+    return reader.Execute()
+
+
+def read_volume(path: str | os.PathLike, check_content: bool = True) -> Volume:
+    """Read a 3D scalar image; raise :class:`MRSynthError` naming the file on any problem."""
+    p = Path(path)
+    if not p.exists():
+        raise MRSynthError("file not found", str(p))
+    sitk = _sitk()
+    try:
+        image = _read_dicom_folder(p) if p.is_dir() else sitk.ReadImage(str(p))
+    except MRSynthError:
+        raise
+    except Exception as exc:  # SimpleITK raises RuntimeError with a multi-line text
+        first = str(exc).strip().splitlines()[-1][:160] if str(exc).strip() else type(exc).__name__
+        raise MRSynthError(f"cannot read image (corrupt, truncated or unsupported format): {first}", str(p)) from None
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise MRSynthError("is a multi-component (vector/RGB) image; a scalar 3D volume is needed", str(p))
+    dim = image.GetDimension()
+    size = image.GetSize()
+    if dim != 3:
+        raise MRSynthError(f"is {dim}D (size {size}); a 3D volume is needed", str(p))
+    if min(size) < 2:
+        raise MRSynthError(f"is a single slice (size {size}), i.e. 2D; a 3D volume is needed", str(p))
+    volume = volume_from_sitk(image)
+    volume.metadata["source_path"] = str(p)
+    if check_content:
+        check_voxels(volume.array, str(p))
+    return volume
+
+
+def check_voxels(array: np.ndarray, name: str) -> None:
+    """Refuse NaN/Inf and all-zero volumes with one line naming the file."""
+    if not np.issubdtype(array.dtype, np.number):
+        raise MRSynthError(f"has non-numeric voxels ({array.dtype})", name)
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        bad = int((~np.isfinite(array)).sum())
+        raise MRSynthError(f"contains {bad} NaN/Inf voxels", name)
+    if not np.any(array):
+        raise MRSynthError("is all zero (empty image)", name)
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    for ext in _EXTENSIONS:
+        if name.endswith(ext):
+            return ext
+    raise MRSynthError(f"unsupported output extension (use one of {', '.join(_EXTENSIONS)})", str(path))
+
+
+def write_volume(volume: Volume, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write atomically (temp file + rename) next to the destination."""
+    p = Path(path)
+    ext = _suffix(p)
+    if p.exists() and not overwrite:
+        raise MRSynthError("output exists; pass --force to overwrite", str(p))
+    if not p.parent.exists():
+        raise MRSynthError("output folder does not exist", str(p.parent))
+    sitk = _sitk()
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=f".tmp{ext}", dir=p.parent)
+    os.close(fd)
+    try:
+        sitk.WriteImage(volume_to_sitk(volume), tmp, useCompression=ext in (".nii.gz", ".nrrd", ".mha"))
+        os.replace(tmp, p)
+    except Exception:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return p
+
+
+def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> Path:
+    """Atomic write for sidecars (JSON, PNG)."""
+    p = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, p)
+    return p

@@ -1,0 +1,1 @@
+"""Torch networks (imported only by the torch backend and by training; never at package import)."""

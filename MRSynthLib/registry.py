@@ -1,0 +1,140 @@
+"""Model registry (``Resources/Models.json``), the user cache folder and SHA256 checks.
+
+A model is a *bundle*: a card (JSON: architecture, contrasts, normalization, metrics, mean styles)
+next to its files (generator ONNX, style-encoder ONNX, torch weights). Every file is hashed before
+use; a mismatch is refused, so a tampered or truncated model never runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import MRSynthError
+
+
+def resources_dir() -> Path:
+    """``Resources/`` of the source tree, of the Slicer extension or of the installed package."""
+    env = os.environ.get("MRSYNTH_RESOURCES")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "Resources", here / "Resources"):
+        if (candidate / "Models.json").exists():
+            return candidate
+    try:
+        import mrsynth_resources  # noqa: PLC0415 - installed copy (pip install .)
+
+        return Path(mrsynth_resources.__file__).parent
+    except ImportError:
+        return here.parent / "Resources"
+
+
+def cache_dir() -> Path:
+    """Per-user folder for downloaded or imported models (``MRSYNTH_CACHE`` overrides)."""
+    env = os.environ.get("MRSYNTH_CACHE")
+    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mrsynth"
+    return base / "models"
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_registry() -> dict:
+    path = resources_dir() / "Models.json"
+    if not path.exists():
+        raise MRSynthError("model registry not found", str(path))
+    return json.loads(path.read_text())
+
+
+def list_models() -> list[dict]:
+    return list(load_registry().get("models", []))
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    card: dict
+    folder: Path
+
+    def file(self, role: str) -> Path:
+        return self.folder / self.card["files"][role]["name"]
+
+    @property
+    def id(self) -> str:
+        return str(self.card.get("id", self.folder.name))
+
+
+def _check(path: Path, expected: str) -> None:
+    if not path.exists():
+        raise MRSynthError("model file missing", str(path))
+    actual = sha256(path)
+    if actual != expected:
+        raise MRSynthError(f"SHA256 mismatch (expected {expected[:12]}…, got {actual[:12]}…); "
+                           "the model file is corrupt or was tampered with, refusing to load", str(path))
+
+
+def _bundle_from_card(card_path: Path, expected: dict | None = None, roles: tuple[str, ...] = ()) -> ModelBundle:
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise MRSynthError(f"unreadable model card ({exc.__class__.__name__})", str(card_path)) from None
+    if "files" not in card:
+        raise MRSynthError("not a model card (no 'files')", str(card_path))
+    files = expected or card["files"]
+    for role in roles or tuple(files):
+        if role in files:
+            _check(card_path.parent / files[role]["name"], files[role]["sha256"])
+    return ModelBundle(card, card_path.parent)
+
+
+def resolve_model(spec: str | None = None, roles: tuple[str, ...] = ("generator", "style")) -> ModelBundle:
+    """``None`` → registry default; an id → the registry entry (bundled or cached);
+    a path → a card JSON, or an ONNX file next to ``<stem>.json``. Only ``roles`` are hashed."""
+    registry = load_registry()
+    name = spec or registry.get("default")
+    for entry in registry.get("models", []):
+        if entry["id"] == name:
+            for folder in (resources_dir() / "Models", cache_dir()):
+                card_path = folder / entry["card"]["name"]
+                if card_path.exists():
+                    _check(card_path, entry["card"]["sha256"])
+                    return _bundle_from_card(card_path, entry["files"], roles)
+            raise MRSynthError(f"model '{name}' is registered but not installed; download it from "
+                               f"{entry.get('url', '(no URL)')} into {cache_dir()} or import the file")
+    path = Path(str(name))
+    if path.suffix == ".onnx":
+        path = path.with_name(path.name.removesuffix(".onnx").removesuffix("-style") + ".json")
+    if path.is_dir():
+        cards = sorted(path.glob("*.json"))
+        if len(cards) != 1:
+            raise MRSynthError("folder must hold exactly one model card (*.json)", str(path))
+        path = cards[0]
+    if not path.exists():
+        known = ", ".join(e["id"] for e in registry.get("models", []))
+        raise MRSynthError(f"unknown model (not a registered id — known: {known} — nor an existing file)", str(name))
+    return _bundle_from_card(path, None, roles)
+
+
+def load_backend(bundle: ModelBundle, backend: str = "onnx", device: str = "auto", amp: bool = False):
+    """Instantiate the chosen backend for a bundle."""
+    import numpy as np  # noqa: PLC0415
+
+    if backend == "onnx":
+        from .backends.onnx_backend import OnnxBackend  # noqa: PLC0415
+
+        return OnnxBackend(bundle.file("generator"), bundle.file("style"),
+                           np.asarray(bundle.card["mean_styles"], dtype=np.float32), device=device)
+    if backend == "torch":
+        from .backends.torch_backend import TorchBackend  # noqa: PLC0415
+
+        _check(bundle.file("weights"), bundle.card["files"]["weights"]["sha256"])
+        return TorchBackend(bundle.file("weights"), bundle.card["arch"], device=device, amp=amp)
+    raise MRSynthError(f"unknown backend '{backend}' (use onnx or torch)")

@@ -1,0 +1,189 @@
+"""The synthesis pipeline: Volumes in → preprocess → backend over slices → postprocess → Volume out.
+
+The output always lies on the grid of the first input and is labelled synthetic. Intensities follow
+the project convention (see :mod:`MRSynthLib.preprocess`): [0, 1], 1 ≈ the 99.5th percentile of the
+target contrast inside the brain, 0 outside the brain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import orientation
+from .backends import Backend, is_out_of_memory
+from .contrasts import CONTRASTS, canonical
+from .errors import CancelledError, MRSynthError
+from .preprocess import derive_mask, n4_correct, normalize
+from .resample import align_inputs, resample_to
+from .volume import Volume
+
+# progress(done, total, message) → return False to cancel
+Progress = Callable[[int, int, str], "bool | None"]
+
+
+@dataclass
+class Prepared:
+    """Model-ready canonical stack for one subject (kept for the live preview: prepare once, run many)."""
+
+    stack: np.ndarray  # (C, S, P, L) normalized, zeros where missing
+    available: np.ndarray  # (C,)
+    mask: np.ndarray  # canonical bool (S, P, L)
+    reference: Volume  # first input: the output grid
+    inputs: tuple[str, ...]
+
+
+def check_request(inputs: dict[str, Volume], target: str) -> tuple[dict[str, Volume], str]:
+    """Canonical contrast names; refuse empty inputs, duplicates and a target given as input."""
+    if not inputs:
+        raise MRSynthError("no inputs given (need at least one of T1, T1Gd, T2, PD, FLAIR)")
+    tgt = canonical(target)
+    named: dict[str, Volume] = {}
+    for name, vol in inputs.items():
+        c = canonical(name)
+        if c in named:
+            raise MRSynthError(f"contrast {c} given twice")
+        named[c] = vol
+    if tgt in named:
+        raise MRSynthError(f"the target {tgt} is also given as an input; choose a missing contrast")
+    return named, tgt
+
+
+def prepare(inputs: dict[str, Volume], mask: Volume | None = None, register: bool = False,
+            n4: bool = False) -> Prepared:
+    """Align to the first input, mask, bias-correct, normalize and reorient to canonical order."""
+    named = {canonical(k): v for k, v in inputs.items()}
+    aligned = align_inputs(named, register=register)
+    first = next(iter(aligned.values()))
+    if mask is not None:
+        m = resample_to(first, mask, name=mask.metadata.get("source_path", "mask")).array > 0.5
+        if not m.any():
+            raise MRSynthError("the brain mask is empty", mask.metadata.get("source_path", "mask"))
+    else:
+        m = derive_mask([v.array for v in aligned.values()])
+    cmask = orientation.to_canonical(first.with_array(m))
+    stack = np.zeros((len(CONTRASTS), *cmask.shape), dtype=np.float32)
+    available = np.zeros(len(CONTRASTS), dtype=np.float32)
+    for name, vol in aligned.items():
+        arr = n4_correct(vol.array, m) if n4 else vol.array
+        stack[CONTRASTS.index(name)] = orientation.to_canonical(first.with_array(normalize(arr, m)))
+        available[CONTRASTS.index(name)] = 1.0
+    return Prepared(stack, available, cmask, first, tuple(aligned))
+
+
+def _bbox(mask2d: np.ndarray, multiple: int = 4, margin: int = 4) -> tuple[slice, slice]:
+    """In-plane crop around the brain, padded to a multiple of 4 (two stride-2 levels)."""
+    rows, cols = np.where(mask2d)
+    out = []
+    for idx, size in ((rows, mask2d.shape[0]), (cols, mask2d.shape[1])):
+        lo, hi = max(int(idx.min()) - margin, 0), min(int(idx.max()) + 1 + margin, size)
+        extra = (-(hi - lo)) % multiple
+        lo, hi = max(lo - extra // 2, 0), hi + (extra - extra // 2)
+        out.append(slice(lo, hi))
+    return out[0], out[1]
+
+
+def _pad_to(arr: np.ndarray, multiple: int = 4) -> tuple[np.ndarray, tuple[int, int]]:
+    h, w = arr.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        arr = np.pad(arr, [(0, 0)] * (arr.ndim - 2) + [(0, ph), (0, pw)])
+    return arr, (h, w)
+
+
+def encode_reference_style(backend: Backend, reference: Volume, plane: str = "axial", n_slices: int = 16) -> np.ndarray:
+    """Average style code over the central brain slices of a reference volume (any grid)."""
+    m = derive_mask([reference.array])
+    canon = orientation.slices_first(orientation.to_canonical(reference.with_array(normalize(reference.array, m))), plane)
+    cmask = orientation.slices_first(orientation.to_canonical(reference.with_array(m)), plane)
+    area = cmask.reshape(cmask.shape[0], -1).sum(axis=1)
+    order = np.argsort(-area)[:n_slices]
+    rows, cols = _bbox(cmask.any(axis=0))
+    batch, _ = _pad_to(canon[order][:, None, rows, cols])
+    return backend.encode_style(batch).mean(axis=0)
+
+
+def style_code(backend: Backend, target: str, reference_style: np.ndarray | None = None, alpha: float = 0.0,
+               second_target: str | None = None) -> np.ndarray:
+    """Point in style space: (1−α)·mean[target] + α·(reference code or mean[second_target])."""
+    if not 0.0 <= alpha <= 1.0:
+        raise MRSynthError(f"style alpha must lie in [0, 1], got {alpha}")
+    base = backend.mean_styles[CONTRASTS.index(canonical(target))]
+    if reference_style is not None:
+        other = reference_style
+    elif second_target is not None:
+        other = backend.mean_styles[CONTRASTS.index(canonical(second_target))]
+    else:
+        return base.astype(np.float32)
+    return ((1 - alpha) * base + alpha * other).astype(np.float32)
+
+
+def run_slices(backend: Backend, prepared: Prepared, style: np.ndarray, plane: str = "axial",
+               batch_size: int = 8, progress: Progress | None = None, indices: list[int] | None = None) -> np.ndarray:
+    """Run the generator over brain slices; returns the canonical output volume (zeros elsewhere).
+
+    Halves the batch on out-of-memory; calls ``progress`` after each batch and stops (raising
+    :class:`CancelledError`) when it returns ``False``.
+    """
+    stack = orientation.slices_first(np.moveaxis(prepared.stack, 0, -1), plane)  # (N, a, b, C)
+    cmask = orientation.slices_first(prepared.mask, plane)
+    out = np.zeros(cmask.shape, dtype=np.float32)
+    todo = [i for i in (indices if indices is not None else range(cmask.shape[0])) if cmask[i].any()]
+    if not todo:
+        return orientation.slices_back(out, plane)
+    rows, cols = _bbox(cmask[todo].any(axis=0))
+    done, bs = 0, max(1, batch_size)
+    while done < len(todo):
+        chunk = todo[done:done + bs]
+        images, (h, w) = _pad_to(np.moveaxis(stack[chunk][:, rows, cols], -1, 1))
+        n = len(chunk)
+        try:
+            pred = backend.generate(images, np.repeat(prepared.available[None], n, 0), np.repeat(style[None], n, 0))
+        except Exception as exc:
+            if is_out_of_memory(exc) and bs > 1:
+                bs = max(1, bs // 2)
+                continue
+            raise
+        out[chunk, rows, cols] = np.clip(pred[:, 0, :h, :w], 0.0, 1.0)
+        done += n
+        if progress is not None and progress(done, len(todo), "synthesizing") is False:
+            raise CancelledError()
+    out *= cmask
+    return orientation.slices_back(out, plane)
+
+
+def to_output_volume(canonical_out: np.ndarray, prepared: Prepared, target: str, model_id: str) -> Volume:
+    """Back to the first input's grid, labelled synthetic."""
+    ref = prepared.reference
+    arr = orientation.from_canonical(canonical_out, ref)
+    meta = {"MRSynth.Synthetic": "1", "MRSynth.Contrast": target, "MRSynth.Model": model_id,
+            "MRSynth.Inputs": ",".join(prepared.inputs),
+            "descrip": f"SYNTHETIC {target} by MRSynth ({model_id}) - not an acquired image"}
+    return Volume(arr.astype(np.float32), ref.spacing, ref.origin, ref.direction, meta)
+
+
+def synthesize(inputs: dict[str, Volume], target: str, model: str | None = None, backend: str = "onnx",
+               device: str = "auto", mask: Volume | None = None, style_reference: Volume | None = None,
+               style_alpha: float = 0.0, second_target: str | None = None, register: bool = False,
+               n4: bool = False, plane: str = "axial", batch_size: int = 8,
+               progress: Progress | None = None, engine: Backend | None = None) -> Volume:
+    """Synthesize ``target`` from any non-empty subset of contrasts.
+
+    >>> out = synthesize({"T1": t1, "T2": t2}, target="FLAIR")  # doctest: +SKIP
+    """
+    from .registry import load_backend, resolve_model  # noqa: PLC0415
+
+    named, tgt = check_request(inputs, target)
+    orientation.plane_axis(plane)
+    model_id = "in-memory"
+    if engine is None:
+        roles = ("weights",) if backend == "torch" else ("generator", "style")
+        bundle = resolve_model(model, roles=roles)
+        engine, model_id = load_backend(bundle, backend=backend, device=device), bundle.id
+    prepared = prepare(named, mask=mask, register=register, n4=n4)
+    ref_code = encode_reference_style(engine, style_reference, plane) if style_reference is not None else None
+    style = style_code(engine, tgt, ref_code, style_alpha, second_target)
+    out = run_slices(engine, prepared, style, plane=plane, batch_size=batch_size, progress=progress)
+    return to_output_volume(out, prepared, tgt, model_id)

@@ -1,0 +1,68 @@
+"""``mrsynth-train``: train, resume, export and evaluate models from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from MRSynthLib.errors import MRSynthError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mrsynth-train", description=__doc__)
+    sub = p.add_subparsers(dest="command")
+    t = sub.add_parser("train", help="train a recipe from a YAML config")
+    t.add_argument("--config", required=True)
+    t.add_argument("--out", required=True, help="run folder (checkpoints, logs, resolved config)")
+    t.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    t.add_argument("--max-steps", type=int, default=None)
+    t.add_argument("--exclude", action="append", default=[], help="real subject to hold out (repeatable)")
+    e = sub.add_parser("export", help="export a run to ONNX + model card")
+    e.add_argument("run")
+    e.add_argument("--out", required=True, help="folder for the model bundle")
+    e.add_argument("--id", default=None)
+    v = sub.add_parser("validate", help="whole-volume 3→1 validation on real subjects with the histogram baseline")
+    v.add_argument("run")
+    v.add_argument("--data", required=True)
+    v.add_argument("--subject", action="append", required=True)
+    v.add_argument("--out", default=None, help="folder for the JSON report and montages")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            from .config import load_config  # noqa: PLC0415
+            from .trainer import train  # noqa: PLC0415
+
+            cfg = load_config(args.config)
+            if args.exclude:
+                cfg.data.real_exclude = list(cfg.data.real_exclude) + args.exclude
+            summary = train(cfg, Path(args.out), resume=args.resume, max_steps=args.max_steps,
+                            config_dir=Path(args.config).resolve().parent)
+            print(json.dumps(summary, indent=2))
+        elif args.command == "export":
+            from .export import export_run  # noqa: PLC0415
+
+            card = export_run(Path(args.run), Path(args.out), model_id=args.id)
+            print(json.dumps({k: card[k] for k in ("id", "files")}, indent=2))
+        elif args.command == "validate":
+            from .validate import validate_run  # noqa: PLC0415
+
+            report = validate_run(Path(args.run), Path(args.data), args.subject,
+                                  Path(args.out) if args.out else None)
+            print(json.dumps(report, indent=2))
+        else:
+            _parser().print_help()
+            return 2
+    except MRSynthError as exc:
+        print(f"mrsynth-train: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

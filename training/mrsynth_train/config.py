@@ -1,0 +1,94 @@
+"""Typed, validated training configs: an unknown key or a wrong type is an error naming it."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from MRSynthLib.errors import MRSynthError
+
+
+@dataclass
+class DataConfig:
+    real_root: str = "../shared/data/real"
+    real_include: list[str] = field(default_factory=list)
+    real_exclude: list[str] = field(default_factory=list)
+    simulated: int = 4
+    simulated_shape: list[int] = field(default_factory=lambda: [144, 176, 144])
+    simulated_seed: int = 1000
+    real_weight: float = 0.5
+    patch: int = 128
+
+
+@dataclass
+class ModelConfig:
+    ngf: int = 16
+    n_blocks: int = 6
+    style_dim: int = 8
+
+
+@dataclass
+class TrainConfig:
+    recipe: str = "unified"
+    seed: int = 0
+    steps: int = 1000
+    batch_size: int = 8
+    lr: float = 1e-3
+    style_reg: float = 0.05
+    checkpoint_every: int = 100
+    log_every: int = 10
+    threads: int = 2
+    validate_on: list[str] = field(default_factory=list)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+
+def _coerce(value, typ, where: str):
+    origin = typing.get_origin(typ)
+    if dataclasses.is_dataclass(typ):
+        if not isinstance(value, dict):
+            raise MRSynthError(f"config key '{where}' must be a mapping")
+        return from_dict(typ, value, where + ".")
+    if origin is list:
+        if not isinstance(value, list):
+            raise MRSynthError(f"config key '{where}' must be a list, got {type(value).__name__}")
+        (inner,) = typing.get_args(typ)
+        return [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+        raise MRSynthError(f"config key '{where}' must be {typ.__name__}, got {type(value).__name__} ({value!r})")
+    return value
+
+
+def from_dict(cls, data: dict, prefix: str = ""):
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in known:
+            raise MRSynthError(f"unknown config key '{prefix}{key}' (known: {', '.join(sorted(known))})")
+    return cls(**{k: _coerce(v, hints[k], prefix + k) for k, v in data.items()})
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    import yaml  # noqa: PLC0415
+
+    p = Path(path)
+    if not p.exists():
+        raise MRSynthError("config file not found", str(p))
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise MRSynthError(f"invalid YAML: {str(exc).splitlines()[0]}", str(p)) from None
+    if not isinstance(data, dict):
+        raise MRSynthError("config must be a mapping of keys", str(p))
+    return from_dict(TrainConfig, data)
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)

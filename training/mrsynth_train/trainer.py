@@ -1,0 +1,140 @@
+"""One training loop for every recipe: run folder, atomic checkpoints, exact resume, logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from MRSynthLib.errors import MRSynthError
+
+from .config import TrainConfig, to_dict
+from .data import SliceSampler, load_root, simulated_subjects
+
+RECIPES = {"unified": "recipe_unified:UnifiedRecipe"}
+
+
+def build_recipe(cfg: TrainConfig):
+    import importlib  # noqa: PLC0415
+
+    if cfg.recipe not in RECIPES:
+        raise MRSynthError(f"unknown recipe '{cfg.recipe}' (known: {', '.join(sorted(RECIPES))})")
+    module, cls = RECIPES[cfg.recipe].split(":")
+    return getattr(importlib.import_module(f"{__package__}.{module}"), cls)(cfg)
+
+
+def build_sampler(cfg: TrainConfig, root_dir: Path | None = None) -> tuple[SliceSampler, dict]:
+    d = cfg.data
+    root = Path(d.real_root)
+    if not root.is_absolute() and root_dir is not None:
+        root = (root_dir / root).resolve()
+    real, skipped = (load_root(root, d.real_include or None, d.real_exclude or None) if d.real_weight > 0
+                     else ([], 0))
+    sims = simulated_subjects(d.simulated, tuple(d.simulated_shape), d.simulated_seed) if d.simulated else []
+    subjects = real + sims
+    weights = ([d.real_weight / max(len(real), 1)] * len(real)
+               + [(1 - d.real_weight if real else 1.0) / max(len(sims), 1)] * len(sims))
+    info = {"real": [s.name for s in real], "simulated": len(sims), "skipped": skipped}
+    return SliceSampler(subjects, weights, patch=d.patch, seed=cfg.seed), info
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    import torch  # noqa: PLC0415
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                              cwd=Path(__file__).parent).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def save_checkpoint(path: Path, step: int, recipe, sampler: SliceSampler, wall: float) -> None:
+    import torch  # noqa: PLC0415
+
+    state = {
+        "step": step,
+        "wall_s": wall,
+        "modules": {k: m.state_dict() for k, m in recipe.modules().items()},
+        "optimizers": {k: o.state_dict() for k, o in recipe.optimizers().items()},
+        "rng": {"torch": torch.get_rng_state(), "numpy_sampler": json.dumps(sampler.rng.bit_generator.state),
+                "python": json.dumps(random.getstate())},
+    }
+    _atomic_torch_save(state, path)
+
+
+def load_checkpoint(path: Path, recipe, sampler: SliceSampler) -> tuple[int, float]:
+    import torch  # noqa: PLC0415
+
+    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    for k, m in recipe.modules().items():
+        m.load_state_dict(state["modules"][k])
+    for k, o in recipe.optimizers().items():
+        o.load_state_dict(state["optimizers"][k])
+    torch.set_rng_state(state["rng"]["torch"])
+    sampler.rng.bit_generator.state = json.loads(state["rng"]["numpy_sampler"])
+    py = json.loads(state["rng"]["python"])
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    return int(state["step"]), float(state["wall_s"])
+
+
+def train(cfg: TrainConfig, out: Path, resume: bool = False, max_steps: int | None = None,
+          config_dir: Path | None = None, progress: bool = True) -> dict:
+    """Train ``cfg`` into run folder ``out``; returns a summary (steps, wall time, last losses)."""
+    import torch  # noqa: PLC0415
+    from tqdm import tqdm  # noqa: PLC0415
+
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    sampler, data_info = build_sampler(cfg, config_dir)
+    recipe = build_recipe(cfg)
+    ckpt = out / "checkpoint.pt"
+    step, wall = 0, 0.0
+    if resume:
+        if not ckpt.exists():
+            raise MRSynthError("--resume given but no checkpoint in the run folder", str(ckpt))
+        step, wall = load_checkpoint(ckpt, recipe, sampler)
+    (out / "config.json").write_text(json.dumps({
+        "config": to_dict(cfg), "data": data_info, "git_commit": _git_commit(),
+        "environment": {"python": platform.python_version(), "torch": torch.__version__,
+                        "machine": platform.machine(), "threads": cfg.threads},
+    }, indent=2))
+    total = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
+    log_path = out / "log.jsonl"
+    losses: dict[str, float] = {}
+    bar = tqdm(total=total, initial=step, desc=f"train {cfg.recipe}", disable=not progress, dynamic_ncols=True)
+    t0 = time.perf_counter() - wall
+    with open(log_path, "a") as log:
+        while step < total:
+            losses = recipe.train_step(sampler.sample(cfg.batch_size))
+            step += 1
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == total:
+                log.write(json.dumps({"step": step, "wall_s": round(time.perf_counter() - t0, 2), **losses}) + "\n")
+                log.flush()
+                bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items()})
+            if step % cfg.checkpoint_every == 0 or step == total:
+                save_checkpoint(ckpt, step, recipe, sampler, time.perf_counter() - t0)
+    bar.close()
+    wall = time.perf_counter() - t0
+    for name, module in recipe.modules().items():
+        _atomic_torch_save(module.state_dict(), out / f"{name}.pt")
+    summary = {"steps": step, "wall_s": round(wall, 1), "losses": losses, "data": data_info}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
