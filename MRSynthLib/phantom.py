@@ -39,6 +39,7 @@ TISSUES: dict[str, tuple[float, float, float]] = {
     "necrosis": (1900.0, 260.0, 0.95),
     "enhancing": (950.0, 110.0, 0.85),
 }
+LABELS: tuple[str, ...] = tuple(TISSUES)
 R1_GD = 4.3e-3  # per mM per ms
 R2_GD = 5.0e-3
 GD_ENHANCING_MM = 0.45
@@ -59,6 +60,7 @@ class PhantomSubject:
 
     volumes: dict[str, Volume]
     mask: Volume
+    labels: Volume  # 0 background, then 1 + index in LABELS of the dominant tissue
     protocol: dict[str, dict[str, float]] = field(default_factory=dict)
     lesion: bool = False
 
@@ -175,4 +177,9 @@ def simulate_subject(seed: int = 0, shape: int | tuple[int, int, int] = 64, lesi
         volumes[name] = Volume(img, spacing, origin, direction, {"contrast": name, "synthetic": "phantom"})
         protocol[name] = {"TR": round(tr, 1), "TE": round(te, 1), "TI": round(ti, 1)}
     mask = Volume(brain.astype(np.uint8), spacing, origin, direction, {"contrast": "mask"})
-    return PhantomSubject(volumes, mask, protocol, lesion)
+    names = list(fractions)
+    dominant = np.argmax(np.stack([fractions[n] for n in names]), axis=0)
+    label_ids = np.array([1 + LABELS.index(n) for n in names], dtype=np.uint8)
+    labels = np.where(brain, label_ids[dominant], 0).astype(np.uint8)
+    return PhantomSubject(volumes, mask, Volume(labels, spacing, origin, direction, {"contrast": "labels"}),
+                          protocol, lesion)

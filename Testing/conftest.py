@@ -1,0 +1,67 @@
+"""Shared fixtures: real data paths, small simulated subjects and a tiny but real exported model."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+ROOT = Path(__file__).resolve().parents[1]
+REAL = ROOT.parent / "shared" / "data" / "real"
+
+
+@pytest.fixture(scope="session")
+def real_root() -> Path:
+    if not REAL.exists():
+        pytest.skip("../shared/data/real is not beside the repository")
+    return REAL
+
+
+@pytest.fixture(scope="session")
+def small_subject():
+    from MRSynthLib.phantom import simulate_subject
+
+    return simulate_subject(seed=3, shape=(48, 56, 48), lesion=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory) -> Path:
+    """A small unified model, randomly initialised, exported exactly like a trained run."""
+    import torch
+
+    from MRSynthLib.nets.unified import UnifiedConfig, UnifiedModel
+    from mrsynth_train.export import export_run
+
+    torch.manual_seed(0)
+    run = tmp_path_factory.mktemp("run")
+    arch = {"ngf": 4, "n_blocks": 1, "style_dim": 4}
+    model = UnifiedModel(UnifiedConfig(**arch))
+    with torch.no_grad():  # make the AdaIN layers and styles matter
+        for m in model.modules():
+            if isinstance(m, torch.nn.Linear):
+                m.weight.normal_(0, 0.3)
+    torch.save(model.state_dict(), run / "model.pt")
+    (run / "config.json").write_text(json.dumps({"config": {"recipe": "unified", "model": arch}}))
+    out = tmp_path_factory.mktemp("bundle")
+    export_run(run, out, model_id="tiny-test")
+    return out / "tiny-test.json"
+
+
+def write_nifti(volume, path: Path) -> Path:
+    from MRSynthLib.io import write_volume
+
+    write_volume(volume, path, overwrite=True)
+    return path
+
+
+def random_direction(seed: int, left_handed: bool = False) -> np.ndarray:
+    from scipy.spatial.transform import Rotation
+
+    d = Rotation.from_euler("xyz", np.random.default_rng(seed).uniform(-30, 30, 3), degrees=True).as_matrix()
+    if left_handed:
+        d[:, 2] *= -1
+    return d

@@ -1,0 +1,120 @@
+"""The synthesis pipeline with both real backends (onnxruntime and torch) on a tiny exported model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from MRSynthLib.errors import CancelledError, MRSynthError
+from MRSynthLib.registry import load_backend, resolve_model
+from MRSynthLib.resample import resample_to
+from MRSynthLib.synthesis import synthesize
+from MRSynthLib.volume import Volume
+
+
+@pytest.fixture(scope="module")
+def engines(tiny_bundle):
+    bundle = resolve_model(str(tiny_bundle), roles=("generator", "style", "weights"))
+    return {"onnx": load_backend(bundle, "onnx", "cpu"), "torch": load_backend(bundle, "torch", "cpu")}
+
+
+def _inputs(subject, names=("T1", "T2", "PD")):
+    return {c: subject.volumes[c] for c in names}
+
+
+def test_onnx_and_torch_agree_to_1e4(small_subject, engines):
+    a = synthesize(_inputs(small_subject), "FLAIR", engine=engines["onnx"])
+    b = synthesize(_inputs(small_subject), "FLAIR", engine=engines["torch"])
+    assert np.abs(a.array - b.array).max() < 1e-4
+    assert a.array.std() > 0
+
+
+def test_output_lies_on_the_first_inputs_grid_and_is_labelled(small_subject, engines):
+    out = synthesize(_inputs(small_subject), "FLAIR", engine=engines["onnx"], mask=small_subject.mask)
+    first = small_subject.volumes["T1"]
+    assert out.same_grid(first)
+    assert out.metadata["MRSynth.Synthetic"] == "1" and "SYNTHETIC" in out.metadata["descrip"]
+    mask = small_subject.mask.array > 0
+    assert out.array.min() >= 0 and out.array.max() <= 1
+    assert np.all(out.array[~mask] == 0)
+
+
+def test_inputs_on_other_grids_are_resampled(small_subject, engines):
+    t1 = small_subject.volumes["T1"]
+    t2 = small_subject.volumes["T2"]
+    coarse = Volume(np.zeros((24, 28, 24), np.float32), tuple(s * 2 for s in t2.spacing), t2.origin, t2.direction)
+    t2_coarse = resample_to(coarse, t2)
+    out = synthesize({"T1": t1, "T2": t2_coarse}, "FLAIR", engine=engines["onnx"])
+    assert out.same_grid(t1)
+
+
+def test_style_reference_and_interpolation_change_the_output(small_subject, engines):
+    eng = engines["onnx"]
+    base = synthesize(_inputs(small_subject), "FLAIR", engine=eng)
+    ref = small_subject.volumes["T2"]
+    half = synthesize(_inputs(small_subject), "FLAIR", engine=eng, style_reference=ref, style_alpha=0.5)
+    zero = synthesize(_inputs(small_subject), "FLAIR", engine=eng, style_reference=ref, style_alpha=0.0)
+    walk = synthesize(_inputs(small_subject), "FLAIR", engine=eng, second_target="T1", style_alpha=1.0)
+    assert np.array_equal(zero.array, base.array)
+    assert np.abs(half.array - base.array).max() > 1e-3
+    assert np.abs(walk.array - base.array).max() > 1e-3
+    with pytest.raises(MRSynthError, match="alpha"):
+        synthesize(_inputs(small_subject), "FLAIR", engine=eng, style_reference=ref, style_alpha=1.5)
+
+
+def test_any_plane_gives_a_full_volume(small_subject, engines):
+    out = synthesize(_inputs(small_subject), "FLAIR", engine=engines["onnx"], plane="sagittal")
+    assert out.array.shape == small_subject.volumes["T1"].array.shape and out.array.any()
+
+
+class _FlakyMemory:
+    """The real ONNX backend, but batches larger than 2 fail like an allocator would."""
+
+    def __init__(self, inner):
+        self.inner, self.sizes = inner, []
+        self.name, self.device, self.mean_styles = inner.name, inner.device, inner.mean_styles
+
+    def generate(self, images, available, style):
+        if len(images) > 2:
+            raise RuntimeError("[ONNXRuntimeError] : 6 : Failed to allocate memory for requested buffer")
+        self.sizes.append(len(images))
+        return self.inner.generate(images, available, style)
+
+    def encode_style(self, images):
+        return self.inner.encode_style(images)
+
+
+def test_out_of_memory_falls_back_to_smaller_batches(small_subject, engines):
+    flaky = _FlakyMemory(engines["onnx"])
+    out = synthesize(_inputs(small_subject), "FLAIR", engine=flaky, batch_size=8)
+    ref = synthesize(_inputs(small_subject), "FLAIR", engine=engines["onnx"], batch_size=8)
+    assert max(flaky.sizes) == 2
+    assert np.abs(out.array - ref.array).max() < 1e-5
+
+
+def test_progress_reports_and_cancels(small_subject, engines):
+    seen = []
+    synthesize(_inputs(small_subject), "FLAIR", engine=engines["onnx"], batch_size=4,
+               progress=lambda d, t, m: seen.append((d, t)))
+    assert seen[-1][0] == seen[-1][1] and len(seen) > 2
+    with pytest.raises(CancelledError):
+        synthesize(_inputs(small_subject), "FLAIR", engine=engines["onnx"], batch_size=4,
+                   progress=lambda d, t, m: d < 8)
+
+
+def test_cuda_request_without_cuda_is_explicit(tiny_bundle):
+    bundle = resolve_model(str(tiny_bundle))
+    with pytest.raises(MRSynthError, match="CUDA was requested"):
+        load_backend(bundle, "onnx", "cuda")
+    with pytest.raises(MRSynthError, match="CUDA was requested"):
+        load_backend(bundle, "torch", "cuda:0")
+
+
+def test_request_errors(small_subject, engines):
+    eng = engines["onnx"]
+    with pytest.raises(MRSynthError, match="no inputs"):
+        synthesize({}, "FLAIR", engine=eng)
+    with pytest.raises(MRSynthError, match="also given as an input"):
+        synthesize({"FLAIR": small_subject.volumes["FLAIR"]}, "flair", engine=eng)
+    with pytest.raises(MRSynthError, match="unknown contrast"):
+        synthesize({"T1": small_subject.volumes["T1"]}, "DWI", engine=eng)
