@@ -42,6 +42,8 @@ def volume_to_sitk(volume: Volume):
     image.SetDirection(tuple(float(x) for x in volume.direction.ravel()))
     for key, value in volume.metadata.items():
         image.SetMetaData(key, str(value))
+    if "descrip" in volume.metadata:  # ITK writes the NIfTI description from ITK_FileNotes
+        image.SetMetaData("ITK_FileNotes", str(volume.metadata["descrip"])[:79])
     return image
 
 
@@ -63,26 +65,55 @@ def read_volume(path: str | os.PathLike, check_content: bool = True) -> Volume:
     if not p.exists():
         raise MRSynthError("file not found", str(p))
     sitk = _sitk()
+    nifti = None
     try:
-        image = _read_dicom_folder(p) if p.is_dir() else sitk.ReadImage(str(p))
+        if p.is_dir():
+            image = _read_dicom_folder(p)
+        elif p.name.lower().endswith((".nii", ".nii.gz")):
+            (dim, size, comps), nifti = _read_nifti(p)
+        else:
+            image = sitk.ReadImage(str(p))
     except MRSynthError:
         raise
-    except Exception as exc:  # SimpleITK raises RuntimeError with a multi-line text
+    except Exception as exc:  # SimpleITK/nibabel raise with multi-line texts
         first = str(exc).strip().splitlines()[-1][:160] if str(exc).strip() else type(exc).__name__
         raise MRSynthError(f"cannot read image (corrupt, truncated or unsupported format): {first}", str(p)) from None
-    if image.GetNumberOfComponentsPerPixel() != 1:
+    if nifti is None and not p.name.lower().endswith((".nii", ".nii.gz")):
+        dim, size, comps = image.GetDimension(), image.GetSize(), image.GetNumberOfComponentsPerPixel()
+    if comps != 1:
         raise MRSynthError("is a multi-component (vector/RGB) image; a scalar 3D volume is needed", str(p))
-    dim = image.GetDimension()
-    size = image.GetSize()
     if dim != 3:
         raise MRSynthError(f"is {dim}D (size {size}); a 3D volume is needed", str(p))
     if min(size) < 2:
         raise MRSynthError(f"is a single slice (size {size}), i.e. 2D; a 3D volume is needed", str(p))
-    volume = volume_from_sitk(image)
+    if nifti is not None:
+        array, (spacing, origin, direction) = nifti
+        volume = Volume(array, spacing, origin, direction)
+    else:
+        volume = volume_from_sitk(image)
     volume.metadata["source_path"] = str(p)
     if check_content:
         check_voxels(volume.array, str(p))
     return volume
+
+
+def _read_nifti(p: Path):
+    """NIfTI: geometry from ITK's header reader (Slicer-consistent), voxels from nibabel, which
+    reports truncation and keeps NaN (ITK zero-fills a short file and turns NaN into 0)."""
+    import nibabel as nib  # noqa: PLC0415
+
+    sitk = _sitk()
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(p))
+    reader.ReadImageInformation()
+    info = (reader.GetDimension(), reader.GetSize(), reader.GetNumberOfComponents())
+    img = nib.load(str(p))
+    data = np.asanyarray(img.dataobj)
+    if info[0] != 3 or info[2] != 1 or data.ndim != 3:
+        return info, None
+    array = np.ascontiguousarray(data.transpose(2, 1, 0))
+    geometry = (reader.GetSpacing(), reader.GetOrigin(), np.array(reader.GetDirection()).reshape(3, 3))
+    return info, (array, geometry)
 
 
 def check_voxels(array: np.ndarray, name: str) -> None:
