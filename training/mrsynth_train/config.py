@@ -42,6 +42,7 @@ class TrainConfig:
     log_every: int = 10
     threads: int = 2
     validate_on: list[str] = field(default_factory=list)
+    options: dict = field(default_factory=dict)  # recipe-specific, validated by the recipe's own dataclass
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
 
@@ -58,6 +59,10 @@ def _coerce(value, typ, where: str):
         (inner,) = typing.get_args(typ)
         return [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin in (typing.Union, types.UnionType):
+        return value
+    if typ is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise MRSynthError(f"config key '{where}' must be a mapping")
         return value
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)

@@ -30,6 +30,13 @@ class UnifiedRecipe:
     def optimizers(self) -> dict:
         return {"optimizer": self.optimizer, "scheduler": self.scheduler}
 
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, available: torch.Tensor, target: int) -> torch.Tensor:
+        """(N, C, H, W), (N, C), target index → (N, 1, H, W) in [0, 1]; the common evaluation interface."""
+        model = self.model.eval()
+        style = model.mean_styles[target].expand(images.shape[0], -1)
+        return model.generator(images, available, style).clamp(0, 1)
+
     def train_step(self, batch: Batch) -> dict[str, float]:
         t = {k: torch.from_numpy(v) for k, v in vars(batch).items()}
         model = self.model.train()

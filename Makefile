@@ -1,0 +1,36 @@
+# Two commands do all the set-up: `make demo` and `make test` (both create/refresh .venv first).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: venv demo test test-all bench lint clean
+
+$(STAMP): requirements-dev.txt pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	rm -f $(VENV)/.installed-*; touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/mrsynth demo --out demo_out
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -m "not slow" Testing
+
+test-all: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q Testing
+
+bench: $(STAMP)
+	$(BIN)/python Testing/bench/bench_engine.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache
