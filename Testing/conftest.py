@@ -33,8 +33,8 @@ def tiny_bundle(tmp_path_factory) -> Path:
     """A small unified model, randomly initialised, exported exactly like a trained run."""
     import torch
 
-    from MRSynthLib.nets.unified import UnifiedConfig, UnifiedModel
     from mrsynth_train.export import export_run
+    from MRSynthLib.nets.unified import UnifiedConfig, UnifiedModel
 
     torch.manual_seed(0)
     run = tmp_path_factory.mktemp("run")

@@ -83,7 +83,6 @@ def _truncated(d: Path, case: Path) -> Path:
 
 
 def _image(d: Path, name: str, arr: np.ndarray, like: Volume | None = None) -> Path:
-    import SimpleITK as sitk
 
     p = d / name
     if arr.ndim != 3:

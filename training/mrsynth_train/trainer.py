@@ -91,50 +91,103 @@ def load_checkpoint(path: Path, recipe, sampler: SliceSampler) -> tuple[int, flo
     return int(state["step"]), float(state["wall_s"])
 
 
+def _preview_grid(recipe, batch) -> np.ndarray:
+    """Rows of (prediction | truth) for a fixed batch, for TensorBoard's image tab."""
+    import torch  # noqa: PLC0415
+
+    preds = []
+    for i in range(len(batch.target)):
+        x = torch.from_numpy(batch.images[i:i + 1])
+        a = torch.from_numpy(batch.available[i:i + 1])
+        try:
+            preds.append(recipe.predict(x, a, int(batch.target[i]))[0, 0].numpy())
+        except MRSynthError:  # a pairwise recipe without the needed source
+            preds.append(np.zeros_like(batch.truth[i, 0]))
+    rows = [np.concatenate([p, t[0]], axis=1) for p, t in zip(preds, batch.truth, strict=True)]
+    return np.clip(np.concatenate(rows, axis=0), 0, 1)[None]
+
+
 def train(cfg: TrainConfig, out: Path, resume: bool = False, max_steps: int | None = None,
           config_dir: Path | None = None, progress: bool = True) -> dict:
-    """Train ``cfg`` into run folder ``out``; returns a summary (steps, wall time, last losses)."""
+    """Train ``cfg`` into run folder ``out``; returns a summary (steps, wall time, last losses).
+
+    Under ``torchrun`` every rank runs this function; ``cfg.batch_size`` is the global batch.
+    """
     import torch  # noqa: PLC0415
     from tqdm import tqdm  # noqa: PLC0415
 
+    from . import distributed  # noqa: PLC0415
+
+    dist = distributed.setup()
+    if cfg.batch_size % dist.world:
+        raise MRSynthError(f"batch_size {cfg.batch_size} is not divisible by the {dist.world} processes")
     out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(max(1, cfg.threads // dist.world))
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     sampler, data_info = build_sampler(cfg, config_dir)
+    preview = SliceSampler(sampler.subjects, None, patch=cfg.data.patch, seed=cfg.seed + 999,
+                           augment=False).sample(4)
     recipe = build_recipe(cfg)
+    distributed.average_gradients(recipe.modules().values(), dist)
     ckpt = out / "checkpoint.pt"
     step, wall = 0, 0.0
     if resume:
         if not ckpt.exists():
             raise MRSynthError("--resume given but no checkpoint in the run folder", str(ckpt))
         step, wall = load_checkpoint(ckpt, recipe, sampler)
-    (out / "config.json").write_text(json.dumps({
-        "config": to_dict(cfg), "data": data_info, "git_commit": _git_commit(),
-        "environment": {"python": platform.python_version(), "torch": torch.__version__,
-                        "machine": platform.machine(), "threads": cfg.threads},
-    }, indent=2))
+    writer = None
+    if dist.main:
+        (out / "config.json").write_text(json.dumps({
+            "config": to_dict(cfg), "data": data_info, "git_commit": _git_commit(),
+            "environment": {"python": platform.python_version(), "torch": torch.__version__,
+                            "machine": platform.machine(), "threads": cfg.threads, "world_size": dist.world},
+        }, indent=2))
+        try:
+            from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415
+
+            writer = SummaryWriter(str(out / "tensorboard"), purge_step=step + 1 if resume else None)
+        except ImportError:  # tensorboard is optional: the JSONL log always exists
+            writer = None
     total = cfg.steps if max_steps is None else min(cfg.steps, max_steps)
-    log_path = out / "log.jsonl"
     losses: dict[str, float] = {}
-    bar = tqdm(total=total, initial=step, desc=f"train {cfg.recipe}", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=total, initial=step, desc=f"train {cfg.recipe}", disable=not (progress and dist.main),
+               dynamic_ncols=True)
     t0 = time.perf_counter() - wall
-    with open(log_path, "a") as log:
+    log = open(out / "log.jsonl", "a") if dist.main else None  # noqa: SIM115
+    try:
         while step < total:
-            losses = recipe.train_step(sampler.sample(cfg.batch_size))
+            losses = recipe.train_step(distributed.shard(sampler.sample(cfg.batch_size), dist))
             step += 1
             bar.update(1)
             if step % cfg.log_every == 0 or step == total:
-                log.write(json.dumps({"step": step, "wall_s": round(time.perf_counter() - t0, 2), **losses}) + "\n")
-                log.flush()
-                bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items()})
+                losses = distributed.mean_across_ranks(losses, dist)
+                if log is not None:
+                    log.write(json.dumps({"step": step, "wall_s": round(time.perf_counter() - t0, 2), **losses}) + "\n")
+                    log.flush()
+                    bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items()})
+                if writer is not None:
+                    for k, v in losses.items():
+                        writer.add_scalar(f"loss/{k}", v, step)
             if step % cfg.checkpoint_every == 0 or step == total:
-                save_checkpoint(ckpt, step, recipe, sampler, time.perf_counter() - t0)
-    bar.close()
+                if dist.main:
+                    save_checkpoint(ckpt, step, recipe, sampler, time.perf_counter() - t0)
+                    if writer is not None:
+                        writer.add_images("prediction | truth", _preview_grid(recipe, preview), step,
+                                          dataformats="CHW")
+    finally:
+        bar.close()
+        if log is not None:
+            log.close()
+        if writer is not None:
+            writer.close()
     wall = time.perf_counter() - t0
-    for name, module in recipe.modules().items():
-        _atomic_torch_save(module.state_dict(), out / f"{name}.pt")
-    summary = {"steps": step, "wall_s": round(wall, 1), "losses": losses, "data": data_info}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    summary = {"steps": step, "wall_s": round(wall, 1), "losses": losses, "data": data_info,
+               "world_size": dist.world}
+    if dist.main:
+        for name, module in recipe.modules().items():
+            _atomic_torch_save(module.state_dict(), out / f"{name}.pt")
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    distributed.cleanup(dist)
     return summary

@@ -1,0 +1,97 @@
+"""Multi-process training under ``torchrun`` (multi-GPU, multi-node; gloo on CPU, nccl on GPU).
+
+Every rank builds the same recipe from the same seed (identical initial weights), draws the same
+*global* batch and keeps its own shard; gradients are averaged across ranks by all-reduce hooks on
+every parameter — what DistributedDataParallel does, but independent of how a recipe routes its
+forward passes (GAN recipes call several sub-networks and several backward passes per step).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup() -> DistInfo:
+    """Initialise the process group when launched by torchrun; a no-op for a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    import torch  # noqa: PLC0415
+    import torch.distributed as dist  # noqa: PLC0415
+
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    info = DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    if backend == "nccl":
+        torch.cuda.set_device(info.local_rank)
+    return info
+
+
+def average_gradients(modules, info: DistInfo) -> None:
+    """Broadcast rank 0's weights, then all-reduce (mean) each gradient as soon as it is accumulated."""
+    if info.world <= 1:
+        return
+    import torch.distributed as dist  # noqa: PLC0415
+
+    for module in modules:
+        for tensor in list(module.parameters()) + list(module.buffers()):
+            dist.broadcast(tensor.data, src=0)
+        for p in module.parameters():
+            if p.requires_grad:
+                p.register_post_accumulate_grad_hook(_make_hook(info.world))
+
+
+def _make_hook(world: int):
+    import torch.distributed as dist  # noqa: PLC0415
+
+    def hook(param) -> None:
+        dist.all_reduce(param.grad)
+        param.grad /= world
+
+    return hook
+
+
+def mean_across_ranks(values: dict[str, float], info: DistInfo) -> dict[str, float]:
+    """Average logged losses over ranks so the log shows the global-batch loss."""
+    if info.world <= 1:
+        return values
+    import torch  # noqa: PLC0415
+    import torch.distributed as dist  # noqa: PLC0415
+
+    keys = sorted(values)
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+    dist.all_reduce(t)
+    return {k: float(v) / info.world for k, v in zip(keys, t.tolist(), strict=True)}
+
+
+def shard(batch, info: DistInfo):
+    """This rank's slice of a global batch (a dataclass of arrays with the batch first)."""
+    if info.world <= 1:
+        return batch
+    import dataclasses  # noqa: PLC0415
+
+    n = len(batch.target) // info.world
+    sl = slice(info.rank * n, (info.rank + 1) * n)
+    return dataclasses.replace(batch, **{f.name: getattr(batch, f.name)[sl] for f in dataclasses.fields(batch)
+                                         if getattr(batch, f.name) is not None})
+
+
+def cleanup(info: DistInfo) -> None:
+    if info.world > 1:
+        import torch.distributed as dist  # noqa: PLC0415
+
+        dist.barrier()
+        dist.destroy_process_group()
