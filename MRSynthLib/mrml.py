@@ -1,0 +1,218 @@
+"""MRML adapter: volume nodes ↔ :class:`Volume`, and synthesis from nodes to a new, labelled node.
+
+Geometry always comes from the node (its IJK→RAS matrix, composed with a linear parent transform),
+never from a file written and read back: a left-handed volume round-tripped through NIfTI comes back
+K-flipped with a different, equivalent matrix. Nothing here imports Qt; ``slicer`` and ``vtk`` are
+imported inside the functions so that the engine stays importable without Slicer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import orientation
+from .contrasts import CONTRASTS, canonical, detect
+from .errors import MRSynthError
+from .io import check_voxels
+from .synthesis import Progress, check_request, synthesize
+from .volume import Volume
+
+SYNTHETIC_DESCRIPTION = ("SYNTHETIC {target} image computed by MRSynth (model {model}) from {inputs}. "
+                         "It is not an acquired image and must not be used as one for diagnosis.")
+
+
+def _matrix_to_array(vtk_matrix) -> np.ndarray:
+    return np.array([[vtk_matrix.GetElement(r, c) for c in range(4)] for r in range(4)], dtype=float)
+
+
+def node_label(node) -> str:
+    """Node name for messages (``'T1 brain'``), robust to a missing node."""
+    return f"'{node.GetName()}'" if node is not None else "(no volume)"
+
+
+def ijk_to_world(node) -> np.ndarray:
+    """4×4 IJK→RAS of ``node`` in world coordinates (linear parent transforms included)."""
+    import vtk  # noqa: PLC0415
+
+    m = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(m)
+    ijk_to_ras = _matrix_to_array(m)
+    parent = node.GetParentTransformNode()
+    if parent is not None:
+        if not parent.IsTransformToWorldLinear():
+            raise MRSynthError(f"volume {node_label(node)} is under a non-linear transform; harden it first")
+        to_world = vtk.vtkMatrix4x4()
+        parent.GetMatrixTransformToWorld(to_world)
+        ijk_to_ras = _matrix_to_array(to_world) @ ijk_to_ras
+    return ijk_to_ras
+
+
+def volume_from_node(node, role: str = "input", check: bool = True) -> Volume:
+    """Copy a scalar volume node into a :class:`Volume` (the node's voxels are never modified)."""
+    import slicer.util  # noqa: PLC0415
+
+    if node is None:
+        raise MRSynthError(f"no volume selected for {role}")
+    if not node.IsA("vtkMRMLScalarVolumeNode"):
+        raise MRSynthError(f"{role} {node_label(node)} is a {node.GetClassName()}, not a scalar volume")
+    image = node.GetImageData()
+    if image is None or image.GetPointData() is None or image.GetPointData().GetScalars() is None:
+        raise MRSynthError(f"{role} {node_label(node)} has no image data")
+    if image.GetNumberOfScalarComponents() != 1:
+        raise MRSynthError(f"{role} {node_label(node)} has {image.GetNumberOfScalarComponents()} components; "
+                           "a scalar (grayscale) volume is needed")
+    dims = image.GetDimensions()
+    if min(dims) < 2:
+        raise MRSynthError(f"{role} {node_label(node)} is a single slice {dims}; a 3D volume is needed")
+    array = np.array(slicer.util.arrayFromVolume(node), copy=True)
+    if check:
+        check_voxels(array, f"{role} {node_label(node)}")
+    volume = Volume.from_affine_ras(array, ijk_to_world(node))
+    volume.metadata["source_path"] = f"{role} {node_label(node)}"
+    return volume
+
+
+def grid_of(node) -> Volume:
+    """The node's grid as a :class:`Volume` with an empty (unallocated) array, for geometry checks."""
+    dims = node.GetImageData().GetDimensions()
+    return Volume.from_affine_ras(np.empty(dims[::-1], dtype=np.uint8), ijk_to_world(node))
+
+
+def array_on_grid(result: Volume, like: Volume) -> np.ndarray:
+    """Voxels of ``result`` in the index order of ``like`` when both sample the same points.
+
+    Exact (a permutation/flip, no interpolation); used for results read back from a file, whose index
+    order may differ from the node's (left-handed matrices come back K-flipped from NIfTI).
+    """
+    if result.same_grid(like):
+        return result.array
+    arr = orientation.from_canonical(orientation.to_canonical(result), like)
+    lo_r, hi_r = result.world_bounds()
+    lo_l, hi_l = like.world_bounds()
+    same_points = (arr.shape == like.array.shape and np.allclose(lo_r, lo_l, atol=1e-3)
+                   and np.allclose(hi_r, hi_l, atol=1e-3)
+                   and np.allclose(sorted(result.spacing), sorted(like.spacing), atol=1e-4))
+    if not same_points:
+        raise MRSynthError("the synthetic volume does not lie on the first input's grid")
+    return arr
+
+
+def _place_in_study(scene, node, like) -> None:
+    """Put ``node`` in the subject-hierarchy folder (study) of ``like``; silently skip without one."""
+    try:
+        import slicer  # noqa: PLC0415
+
+        sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+        if sh is None:
+            return
+        like_item = sh.GetItemByDataNode(like)
+        if not like_item:
+            return
+        parent = sh.GetItemParent(like_item)
+        item = sh.GetItemByDataNode(node)
+        if not item:  # the app's plugin logic adds data nodes to the hierarchy; a bare scene does not
+            sh.CreateItem(parent, node)
+        else:
+            sh.SetItemParent(item, parent)
+    except (AttributeError, ImportError):  # subject hierarchy not available in this build
+        return
+
+
+def default_output_name(first, target: str) -> str:
+    return f"{first.GetName()} {canonical(target)} (synthetic)"
+
+
+def write_output_node(result: Volume, first, output=None, scene=None, name: str | None = None):
+    """Create (or fill) the output node on ``first``'s exact geometry, labelled as synthetic.
+
+    ``result`` must lie on ``first``'s grid (any index order); the IJK→RAS matrix and parent transform are
+    copied from ``first`` itself, so the output overlays its first input exactly.
+    """
+    import slicer.util  # noqa: PLC0415
+    import vtk  # noqa: PLC0415
+
+    scene = scene or first.GetScene()
+    array = np.ascontiguousarray(array_on_grid(result, grid_of(first)), dtype=np.float32)
+    target = result.metadata.get("MRSynth.Contrast", "")
+    if output is None:
+        output = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode",
+                                         scene.GenerateUniqueName(name or default_output_name(first, target)))
+    m = vtk.vtkMatrix4x4()
+    first.GetIJKToRASMatrix(m)
+    output.SetIJKToRASMatrix(m)
+    output.SetAndObserveTransformNodeID(first.GetTransformNodeID())
+    slicer.util.updateVolumeFromArray(output, array)
+    for key, value in result.metadata.items():
+        if key.startswith("MRSynth."):
+            output.SetAttribute(key, str(value))
+    output.SetAttribute("MRSynth.Synthetic", "1")
+    output.SetDescription(SYNTHETIC_DESCRIPTION.format(
+        target=target, model=result.metadata.get("MRSynth.Model", "?"),
+        inputs=result.metadata.get("MRSynth.Inputs", "?")))
+    if output.GetDisplayNode() is None:
+        try:
+            output.CreateDefaultDisplayNodes()
+        except Exception:  # noqa: BLE001 - a bare scene may lack the default color tables
+            pass
+    _place_in_study(scene, output, first)
+    return output
+
+
+def check_nodes(inputs: dict, target: str, output=None, reference=None, mask=None) -> tuple[dict, str]:
+    """Canonical names, one node per contrast, and an output that is none of the inputs."""
+    if any(node is None for node in inputs.values()):
+        missing = ", ".join(k for k, v in inputs.items() if v is None)
+        raise MRSynthError(f"no volume selected for {missing}")
+    named, tgt = check_request(dict(inputs), target)
+    seen: dict[str, str] = {}
+    for c, node in named.items():
+        if node.GetID() in seen:
+            raise MRSynthError(f"volume {node_label(node)} is given as both {seen[node.GetID()]} and {c}")
+        seen[node.GetID()] = c
+    if output is not None:
+        protected = {**seen, **({reference.GetID(): "reference"} if reference is not None else {}),
+                     **({mask.GetID(): "mask"} if mask is not None else {})}
+        if output.GetID() in protected:
+            raise MRSynthError(f"the output {node_label(output)} is the {protected[output.GetID()]} volume; "
+                               "choose another output or 'Create new volume' (inputs are never overwritten)")
+    return named, tgt
+
+
+def synthesize_nodes(inputs: dict, target: str, output=None, reference=None, style_alpha: float = 0.0,
+                     model: str | None = None, progress: Progress | None = None, second_target: str | None = None,
+                     mask=None, device: str = "auto", scene=None, register: bool = False, batch_size: int = 8,
+                     engine=None, name: str | None = None):
+    """Synthesize ``target`` from volume nodes; returns the output node (blocking).
+
+    The output node is created (or ``output`` is filled) only after the run succeeded, so a cancel
+    (``progress`` returning ``False``) or an error leaves the scene as it was. Inputs are never modified.
+    """
+    named, tgt = check_nodes(inputs, target, output, reference, mask)
+    volumes = {c: volume_from_node(node, c) for c, node in named.items()}
+    ref_vol = volume_from_node(reference, "reference") if reference is not None else None
+    mask_vol = volume_from_node(mask, "mask", check=False) if mask is not None else None
+    result = synthesize(volumes, tgt, model=model, device=device, mask=mask_vol, style_reference=ref_vol,
+                        style_alpha=style_alpha, second_target=second_target, register=register,
+                        batch_size=batch_size, progress=progress, engine=engine)
+    first = next(iter(named.values()))
+    return write_output_node(result, first, output=output, scene=scene, name=name)
+
+
+def autofill(nodes) -> dict[str, object]:
+    """Map contrasts to nodes by name (``t1c`` → T1Gd, ``*_FLAIR`` → FLAIR); the first match wins,
+    synthetic outputs are skipped so a previous result is never taken as an acquired input."""
+    found: dict[str, object] = {}
+    for node in nodes:
+        if node is None or node.GetAttribute("MRSynth.Synthetic") == "1":
+            continue
+        contrast = detect(node.GetName() or "")
+        if contrast in CONTRASTS and contrast not in found:
+            found[contrast] = node
+    return found
+
+
+def scene_volumes(scene) -> list:
+    """Scalar volume nodes of a scene (not label maps), in scene order."""
+    nodes = scene.GetNodesByClass("vtkMRMLScalarVolumeNode")
+    out = [nodes.GetItemAsObject(i) for i in range(nodes.GetNumberOfItems())]
+    return [n for n in out if not n.IsA("vtkMRMLLabelMapVolumeNode")]
