@@ -28,6 +28,13 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--data", required=True)
     v.add_argument("--subject", action="append", required=True)
     v.add_argument("--out", default=None, help="folder for the JSON report and montages")
+    ev = sub.add_parser("evaluate", help="whole-volume 3→1 evaluation of one or two runs (CSV, Markdown, PNG, Wilcoxon)")
+    ev.add_argument("runs", nargs="+", help="run folder(s); with two, a paired Wilcoxon test compares them")
+    ev.add_argument("--data", required=True, help="folder of subject folders (or BIDS)")
+    ev.add_argument("--subject", action="append", default=None, help="only these subjects (repeatable)")
+    ev.add_argument("--simulated", type=int, default=0, help="also N held-out simulated subjects")
+    ev.add_argument("--out", required=True)
+    ev.add_argument("--no-montage", action="store_true")
     return p
 
 
@@ -55,6 +62,16 @@ def main(argv: list[str] | None = None) -> int:
             report = validate_run(Path(args.run), Path(args.data), args.subject,
                                   Path(args.out) if args.out else None)
             print(json.dumps(report, indent=2))
+        elif args.command == "evaluate":
+            from .evaluate import evaluate_run, load_subjects, wilcoxon, write_report  # noqa: PLC0415
+
+            subjects = load_subjects(Path(args.data), args.subject, args.simulated)
+            out = Path(args.out)
+            rows = [r for run in args.runs for r in
+                    evaluate_run(Path(run), subjects, None if args.no_montage else out / "montages")]
+            test = wilcoxon(rows, Path(args.runs[0]).name, Path(args.runs[1]).name) if len(args.runs) == 2 else None
+            write_report(rows, out, test)
+            print((out / "summary.md").read_text())
         else:
             _parser().print_help()
             return 2
