@@ -35,6 +35,7 @@ class TrainConfig:
     recipe: str = "unified"
     seed: int = 0
     steps: int = 1000
+    max_seconds: float = 0.0  # wall-clock budget (0 = none): equal-budget comparisons stop on time, not steps
     batch_size: int = 8
     lr: float = 1e-3
     style_reg: float = 0.05

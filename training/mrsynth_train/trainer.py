@@ -107,6 +107,18 @@ def _preview_grid(recipe, batch) -> np.ndarray:
     return np.clip(np.concatenate(rows, axis=0), 0, 1)[None]
 
 
+def _out_of_time(t0: float, budget: float, dist) -> bool:
+    """All ranks stop at the same step: rank 0's clock decides."""
+    import torch  # noqa: PLC0415
+
+    flag = torch.tensor([float(time.perf_counter() - t0 >= budget)])
+    if dist.world > 1:
+        import torch.distributed as tdist  # noqa: PLC0415
+
+        tdist.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
 def train(cfg: TrainConfig, out: Path, resume: bool = False, max_steps: int | None = None,
           config_dir: Path | None = None, progress: bool = True) -> dict:
     """Train ``cfg`` into run folder ``out``; returns a summary (steps, wall time, last losses).
@@ -158,6 +170,8 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, max_steps: int | No
     log = open(out / "log.jsonl", "a") if dist.main else None  # noqa: SIM115
     try:
         while step < total:
+            if cfg.max_seconds and _out_of_time(t0, cfg.max_seconds, dist):
+                break
             losses = recipe.train_step(distributed.shard(sampler.sample(cfg.batch_size), dist))
             step += 1
             bar.update(1)
@@ -171,7 +185,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, max_steps: int | No
                     for k, v in losses.items():
                         writer.add_scalar(f"loss/{k}", v, step)
             if step % cfg.checkpoint_every == 0 or step == total:
-                if dist.main:
+                if dist.main:  # the final checkpoint is also written after the loop (time budget)
                     save_checkpoint(ckpt, step, recipe, sampler, time.perf_counter() - t0)
                     if writer is not None:
                         writer.add_images("prediction | truth", _preview_grid(recipe, preview), step,
@@ -183,6 +197,8 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, max_steps: int | No
         if writer is not None:
             writer.close()
     wall = time.perf_counter() - t0
+    if dist.main and step % cfg.checkpoint_every != 0 and step != total:
+        save_checkpoint(ckpt, step, recipe, sampler, wall)
     summary = {"steps": step, "wall_s": round(wall, 1), "losses": losses, "data": data_info,
                "world_size": dist.world}
     if dist.main:
