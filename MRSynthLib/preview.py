@@ -1,0 +1,107 @@
+"""Live preview: prepare a subject once, then re-synthesize one slice per style change.
+
+Dragging the style slider must answer in about 100 ms, so everything that does not depend on the
+style (alignment, mask, normalization, reorientation, the reference's style code, the in-plane crop)
+is computed once in :class:`PreviewSession`. One slice is then a single generator call on the *same*
+crop as the full-volume path (:func:`MRSynthLib.synthesis.run_slices`): instance normalization makes
+the output depend on the crop, so the preview uses the whole brain's crop, not the slice's own, and
+gives the same values as a full run on that slice.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import orientation
+from .backends import Backend
+from .errors import MRSynthError
+from .synthesis import (
+    _bbox,
+    _pad_to,
+    check_request,
+    encode_reference_style,
+    prepare,
+    style_code,
+    to_output_volume,
+)
+from .volume import Volume
+
+_PLANE_WORLD = {"axial": 2, "coronal": 1, "sagittal": 0}  # LPS world axis normal to each plane
+
+
+def canonical_view(array: np.ndarray, like: Volume) -> np.ndarray:
+    """Like :func:`orientation.to_canonical` but a *view*: writing into it writes into ``array``.
+
+    Lets the preview update one slice of a node's voxel buffer in place, whatever its storage order.
+    """
+    world_to_index, flips = orientation._plan(like.direction)
+    out = np.transpose(array, [2 - world_to_index[w] for w in (2, 1, 0)])
+    for pos, w in enumerate((2, 1, 0)):
+        if flips[w]:
+            out = np.flip(out, axis=pos)
+    return out
+
+
+class PreviewSession:
+    """One subject, one target, one model: style-only re-synthesis of single slices."""
+
+    def __init__(self, engine: Backend, inputs: dict[str, Volume], target: str, reference: Volume | None = None,
+                 second_target: str | None = None, mask: Volume | None = None, plane: str = "axial",
+                 model_id: str = "in-memory") -> None:
+        named, self.target = check_request(inputs, target)
+        self.engine, self.plane, self.second_target, self.model_id = engine, plane, second_target, model_id
+        self.prepared = prepare(named, mask=mask)
+        self.reference_style = encode_reference_style(engine, reference, plane) if reference is not None else None
+        self._stack = orientation.slices_first(np.moveaxis(self.prepared.stack, 0, -1), plane)  # (N, a, b, C)
+        self._mask = orientation.slices_first(self.prepared.mask, plane)
+        brain = np.flatnonzero(self._mask.reshape(self._mask.shape[0], -1).any(axis=1))
+        if brain.size == 0:
+            raise MRSynthError("the brain mask is empty; nothing to preview")
+        self._crop = _bbox(self._mask[brain].any(axis=0))
+        self.output = np.zeros(self.prepared.mask.shape, dtype=np.float32)  # canonical, last slices shown
+        self._style_cache: dict[float, np.ndarray] = {}
+
+    @property
+    def n_slices(self) -> int:
+        return int(self._mask.shape[0])
+
+    def style(self, alpha: float) -> np.ndarray:
+        key = round(float(alpha), 6)
+        if key not in self._style_cache:
+            self._style_cache[key] = style_code(self.engine, self.target, self.reference_style, key,
+                                                self.second_target)
+        return self._style_cache[key]
+
+    def index_from_ras(self, ras: tuple[float, float, float]) -> int:
+        """Slice (of this session's plane, canonical order) nearest to an RAS point, e.g. the Red view's."""
+        ref = self.prepared.reference
+        lps = np.array([-ras[0], -ras[1], ras[2], 1.0])
+        ijk = np.linalg.solve(ref.affine_lps, lps)[:3]
+        world_to_index, flips = orientation._plan(ref.direction)
+        w = _PLANE_WORLD[self.plane]
+        axis = world_to_index[w]
+        pos = ijk[axis] if not flips[w] else ref.size_ijk[axis] - 1 - ijk[axis]
+        return int(np.clip(np.rint(pos), 0, self.n_slices - 1))
+
+    def synthesize_slice(self, alpha: float, index: int) -> np.ndarray:
+        """Synthesize slice ``index`` (canonical, this plane) for style ``alpha``; also kept in ``output``."""
+        if not 0 <= index < self.n_slices:
+            raise MRSynthError(f"slice {index} is outside the volume (0…{self.n_slices - 1})")
+        plane_out = np.zeros(self._mask.shape[1:], dtype=np.float32)
+        if self._mask[index].any():
+            rows, cols = self._crop
+            images, (h, w) = _pad_to(np.moveaxis(self._stack[[index]][:, rows, cols], -1, 1))
+            pred = self.engine.generate(images, self.prepared.available[None], self.style(alpha)[None])
+            plane_out[rows, cols] = np.clip(pred[0, 0, :h, :w], 0.0, 1.0)
+            plane_out *= self._mask[index]
+        orientation.slices_first(self.output, self.plane)[index] = plane_out
+        return plane_out
+
+    def write_slice(self, array: np.ndarray, index: int, like: Volume | None = None) -> None:
+        """Copy the last synthesized slice ``index`` into a voxel buffer on the first input's grid."""
+        view = orientation.slices_first(canonical_view(array, like or self.prepared.reference), self.plane)
+        view[index] = orientation.slices_first(self.output, self.plane)[index]
+
+    def volume(self) -> Volume:
+        """The preview buffer as a labelled synthetic Volume on the first input's grid."""
+        return to_output_volume(self.output, self.prepared, self.target, self.model_id)
