@@ -39,38 +39,93 @@ def _from_volumes(name: str, volumes: dict[str, Volume], mask: np.ndarray | None
     return SubjectArrays(name, images, orientation.to_canonical(first.with_array(m)), first)
 
 
+_BIDS_SUFFIX = {"t1w": "T1", "t2w": "T2", "flair": "FLAIR", "pdw": "PD"}
+_BIDS_SKIP = {"derivatives", "sourcedata", "code", "stimuli", "phenotype"}
+_IMAGE = re.compile(r"\.(nii\.gz|nii|nrrd|mha)$")
+
+
+def bids_contrast(filename: str) -> str | None:
+    """Contrast of a BIDS anatomical file from its suffix (``_T1w``, ``_T2w``, ``_FLAIR``, ``_PDw``);
+    a ``ce-<label>`` entity on a T1w (e.g. ``ce-gadolinium``) makes it T1Gd. Other suffixes → None."""
+    m = re.match(r"(?P<stem>.+)_(?P<suffix>[A-Za-z0-9]+)\.(nii\.gz|nii)$", filename)
+    if not m:
+        return None
+    contrast = _BIDS_SUFFIX.get(m["suffix"].lower())
+    if contrast == "T1" and re.search(r"(^|_)ce-[A-Za-z0-9]+", m["stem"]):
+        return "T1Gd"
+    return contrast
+
+
 def find_subject_files(folder: Path) -> dict[str, Path]:
-    """Contrast → file for a subject folder (``<Contrast>.nii.gz``) or a BIDS ``anat`` folder."""
+    """Contrast → file for a subject folder (``<Contrast>.nii.gz``) or a BIDS subject/session folder
+    (``anat/*_{T1w,T2w,FLAIR,PDw}.nii.gz``; only ``anat`` is read, runs sorted, the first wins)."""
     files: dict[str, Path] = {}
+    if (folder / "anat").is_dir():
+        for p in sorted((folder / "anat").iterdir()):
+            c = bids_contrast(p.name) if p.is_file() else None
+            if c and c not in files:
+                files[c] = p
+        return files
     for p in sorted(folder.rglob("*")):
-        if p.is_file() and re.search(r"\.(nii\.gz|nii|nrrd|mha)$", p.name):
+        if p.is_file() and _IMAGE.search(p.name):
             c = detect(p.name)
             if c and c not in files:
                 files[c] = p
     return files
 
 
-def load_subject_folder(folder: Path) -> SubjectArrays:
+def load_subject_folder(folder: Path, name: str | None = None) -> SubjectArrays:
     files = find_subject_files(folder)
     if not files:
         raise MRSynthError("no contrast files found", str(folder))
-    return _from_volumes(folder.name, {c: read_volume(p) for c, p in files.items()})
+    return _from_volumes(name or folder.name, {c: read_volume(p) for c, p in files.items()})
+
+
+def subject_units(root: Path) -> list[tuple[str, Path]]:
+    """(name, folder) of every loadable unit under ``root``: plain subject folders, BIDS ``sub-*``
+    folders, and each ``sub-*/ses-*`` session separately (sessions are not co-registered)."""
+    units = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        if folder.name in _BIDS_SKIP or folder.name.startswith("."):
+            continue
+        sessions = sorted(p for p in folder.glob("ses-*") if p.is_dir()) if folder.name.startswith("sub-") else []
+        if sessions and not (folder / "anat").is_dir():
+            units += [(f"{folder.name}_{ses.name}", ses) for ses in sessions]
+        else:
+            units.append((folder.name, folder))
+    return units
 
 
 def load_root(root: Path, include: list[str] | None = None, exclude: list[str] | None = None) -> tuple[list[SubjectArrays], int]:
-    """Load every subject folder (or BIDS ``sub-*``) under ``root``; returns (subjects, skipped)."""
+    """Load every subject folder (or BIDS subject/session) under ``root``; returns (subjects, skipped).
+
+    ``include``/``exclude`` match the unit name or its subject part (``sub-01`` selects every session)."""
     if not root.exists():
         raise MRSynthError("data root not found", str(root))
     subjects, skipped = [], 0
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        if (include and folder.name not in include) or (exclude and folder.name in exclude):
+    for name, folder in subject_units(root):
+        keys = {name, name.split("_ses-")[0]}
+        if (include and not keys & set(include)) or (exclude and keys & set(exclude)):
             continue
         try:
-            subjects.append(load_subject_folder(folder))
+            subjects.append(load_subject_folder(folder, name))
         except MRSynthError as exc:
             skipped += 1
             log.warning("skipping subject: %s", exc)
     return subjects, skipped
+
+
+def mixture_weights(groups: list[list], weights: list[float]) -> list[float]:
+    """Per-subject sampling weights so that group g (a data root, the simulator…) is drawn with
+    probability ∝ weights[g], spread evenly over its subjects; empty groups drop out."""
+    if len(groups) != len(weights):
+        raise MRSynthError(f"{len(groups)} data sources but {len(weights)} weights")
+    if any(w < 0 for w in weights):
+        raise MRSynthError("data source weights must be ≥ 0")
+    total = sum(w for g, w in zip(groups, weights, strict=True) if g)
+    if total <= 0:
+        raise MRSynthError("every non-empty data source has weight 0")
+    return [w / total / len(g) for g, w in zip(groups, weights, strict=True) for _ in g]
 
 
 def simulated_subjects(n: int, shape: tuple[int, int, int], seed: int = 1000) -> list[SubjectArrays]:
@@ -83,70 +138,190 @@ def simulated_subjects(n: int, shape: tuple[int, int, int], seed: int = 1000) ->
 
 @dataclass
 class Batch:
+    """One training batch. Every field is an array (empty, never None), so ``torch.from_numpy`` works
+    on all of them.
+
+    ``images``/``available``/``target``/``truth``/``mask``: the imputation task (a random target and a
+    random non-empty subset of the other contrasts as inputs), augmented inputs.
+    ``contrasts``/``has``: every contrast the sample holds, geometric augmentation only — what the
+    pairwise and unpaired recipes draw from. In unpaired mode each contrast channel (and so each
+    input, the truth and the mask) comes from its own random subject and slice: not co-registered.
+    ``neighbours``: (B, C, 2·context, H, W), the input channels' slices z−k…z−1, z+1…z+k (clamped at
+    the volume's ends, same augmentation as the centre); stack them with ``images`` for 2.5D."""
+
     images: np.ndarray  # (B, C, H, W) with missing channels zero
     available: np.ndarray  # (B, C)
     target: np.ndarray  # (B,) contrast index
     truth: np.ndarray  # (B, 1, H, W)
     mask: np.ndarray  # (B, 1, H, W)
+    contrasts: np.ndarray  # (B, C, H, W) every contrast the sample holds
+    has: np.ndarray  # (B, C)
+    neighbours: np.ndarray  # (B, C, 2·context, H, W)
+
+
+@dataclass
+class Augment:
+    """Augmentation switches (probabilities per sample or per input channel; 0 switches one off).
+    The defaults are the sampler's historical behaviour: left-right flip and gamma only."""
+
+    flip: float = 0.5  # left-right flip of the whole sample (not for sagittal slices)
+    gamma: float = 0.3  # per input channel: x ** g, g log-uniform in gamma_range
+    gamma_range: tuple[float, float] = (0.8, 1.25)
+    scale: float = 0.0  # zoom of the whole sample by a factor in [1 − scale, 1 + scale]
+    bias: float = 0.0  # per input channel: smooth multiplicative field exp(quadratic), strength bias_strength
+    bias_strength: float = 0.3
+    noise: float = 0.0  # per input channel: Rician noise of std noise_std inside the image
+    noise_std: float = 0.03
+
+
+AXES = {"axial": 0, "coronal": 1, "sagittal": 2}  # canonical arrays are (S, P, L)
 
 
 class SliceSampler:
-    """Random brain slices, random crops, random target and random non-empty input subset."""
+    """Random brain slices, random crops, random target and random non-empty input subset.
+
+    ``paired``: contrasts of one subject slice (co-registered); unpaired: each contrast from a
+    different random subject/slice (Hyper-GAN's setting). ``context``: k neighbouring slices each
+    side (2.5D, in ``Batch.neighbours``). ``axis``: axial, coronal or sagittal slices. ``augment``:
+    True (defaults), False (none) or an ``Augment``. ``weights``: per-subject sampling weights
+    (see ``mixture_weights``). Intensity augmentation touches the inputs only, never the truth."""
 
     def __init__(self, subjects: list[SubjectArrays], weights: list[float] | None = None, patch: int = 128,
-                 seed: int = 0, augment: bool = True, all_inputs_prob: float = 0.5) -> None:
+                 seed: int = 0, augment: bool | Augment = True, all_inputs_prob: float = 0.5, *,
+                 paired: bool = True, context: int = 0, axis: str = "axial") -> None:
         if not subjects:
             raise MRSynthError("the training dataset is empty (no readable subjects)")
-        self.subjects, self.patch, self.augment = subjects, patch, augment
+        if axis not in AXES:
+            raise MRSynthError(f"unknown slice axis '{axis}' (known: {', '.join(AXES)})")
+        if context < 0:
+            raise MRSynthError(f"context must be ≥ 0, got {context}")
+        self.subjects, self.patch, self.paired, self.context, self.axis = subjects, patch, paired, context, axis
+        self.aug = (Augment() if augment is True else None if augment is False else augment)
+        if self.aug is not None and axis == "sagittal":
+            self.aug = Augment(**{**vars(self.aug), "flip": 0.0})
         w = np.asarray(weights if weights is not None else [1.0] * len(subjects), dtype=float)
+        if len(w) != len(subjects) or (w < 0).any() or w.sum() <= 0:
+            raise MRSynthError("sampling weights must be one non-negative number per subject, not all 0")
         self.weights = w / w.sum()
         self.rng = np.random.default_rng(seed)
         self.all_inputs_prob = all_inputs_prob
+        ax = AXES[axis]
+        self._vols = [{c: np.moveaxis(a, ax, 0) for c, a in s.images.items()} for s in subjects]
+        self._masks = [np.moveaxis(s.mask, ax, 0) for s in subjects]
         self.slices = []
-        for s in subjects:
-            area = s.mask.reshape(s.mask.shape[0], -1).sum(axis=1)
+        for m in self._masks:
+            area = m.reshape(m.shape[0], -1).sum(axis=1)
             self.slices.append(np.flatnonzero(area > 0.25 * area.max()))
+        self.union = [c for c in CONTRASTS if any(c in v for v in self._vols)]
 
-    def _crop(self, arr: np.ndarray, r0: int, c0: int) -> np.ndarray:
-        p = self.patch
+    def _crop(self, arr: np.ndarray, r0: int, c0: int, size: int | None = None) -> np.ndarray:
+        p = size or self.patch
         out = np.zeros(arr.shape[:-2] + (p, p), dtype=np.float32)
         sub = arr[..., max(r0, 0):r0 + p, max(c0, 0):c0 + p]
         out[..., max(-r0, 0):max(-r0, 0) + sub.shape[-2], max(-c0, 0):max(-c0, 0) + sub.shape[-1]] = sub
         return out
 
+    def _location(self, si: int) -> tuple[int, int, int, int]:
+        """(slice, row, col, crop size) of a random brain crop of subject si."""
+        rng = self.rng
+        z = int(rng.choice(self.slices[si]))
+        q = self.patch
+        if self.aug is not None and self.aug.scale > 0:
+            q = max(4, int(round(self.patch / rng.uniform(1 - self.aug.scale, 1 + self.aug.scale))))
+        rows, cols = np.where(self._masks[si][z])
+        r0 = int(rng.integers(rows.min() - 8, max(rows.max() - q + 9, rows.min() - 7)))
+        c0 = int(rng.integers(cols.min() - 8, max(cols.max() - q + 9, cols.min() - 7)))
+        return z, r0, c0, q
+
+    def _patch(self, vol: np.ndarray, loc: tuple[int, int, int, int], flip: bool, k: int,
+               order: int = 1) -> np.ndarray:
+        """(2k + 1, p, p) crop of slices z−k…z+k (clamped), zoomed to the patch size, flipped."""
+        z, r0, c0, q = loc
+        zs = np.clip(np.arange(z - k, z + k + 1), 0, vol.shape[0] - 1)
+        out = self._crop(vol[zs], r0, c0, q)
+        if q != self.patch:
+            out = _resize(out, self.patch, order)
+        return np.ascontiguousarray(out[..., ::-1]) if flip else out
+
+    def _intensity(self, stack: np.ndarray) -> np.ndarray:
+        """Per-channel intensity augmentation, the same transform for the centre and its neighbours."""
+        a, rng = self.aug, self.rng
+        if a is None:
+            return stack
+        if a.gamma > 0 and rng.random() < a.gamma:
+            lo, hi = a.gamma_range
+            stack = stack ** np.float32(rng.uniform(lo, hi))
+        if a.bias > 0 and rng.random() < a.bias:
+            y, x = np.meshgrid(*(np.linspace(-1, 1, n, dtype=np.float32) for n in stack.shape[-2:]), indexing="ij")
+            c = rng.normal(0, a.bias_strength, 5).astype(np.float32)
+            stack = stack * np.exp(c[0] * x + c[1] * y + c[2] * x * y + c[3] * x * x + c[4] * y * y)
+        if a.noise > 0 and rng.random() < a.noise:
+            n1, n2 = rng.normal(0, a.noise_std, (2,) + stack.shape).astype(np.float32)
+            stack = np.where(stack > 0, np.sqrt((stack + n1) ** 2 + n2 ** 2), 0.0)
+        return np.clip(stack, 0.0, 1.0).astype(np.float32)
+
+    def _draw(self, contrast: str | None = None) -> int:
+        """A random subject (by weight), restricted to those holding ``contrast``."""
+        if contrast is None:
+            return int(self.rng.choice(len(self.subjects), p=self.weights))
+        w = np.array([wi if contrast in v else 0.0 for wi, v in zip(self.weights, self._vols, strict=True)])
+        if w.sum() <= 0:  # every holder has weight 0: fall back to the holders, evenly
+            w = np.array([1.0 if contrast in v else 0.0 for v in self._vols])
+        return int(self.rng.choice(len(self.subjects), p=w / w.sum()))
+
     def sample(self, batch_size: int) -> Batch:
-        rng, p, C = self.rng, self.patch, len(CONTRASTS)
-        images = np.zeros((batch_size, C, p, p), np.float32)
-        avail = np.zeros((batch_size, C), np.float32)
-        target = np.zeros(batch_size, np.int64)
-        truth = np.zeros((batch_size, 1, p, p), np.float32)
-        mask = np.zeros((batch_size, 1, p, p), np.float32)
+        p, C, k = self.patch, len(CONTRASTS), self.context
+        out = Batch(np.zeros((batch_size, C, p, p), np.float32), np.zeros((batch_size, C), np.float32),
+                    np.zeros(batch_size, np.int64), np.zeros((batch_size, 1, p, p), np.float32),
+                    np.zeros((batch_size, 1, p, p), np.float32), np.zeros((batch_size, C, p, p), np.float32),
+                    np.zeros((batch_size, C), np.float32), np.zeros((batch_size, C, 2 * k, p, p), np.float32))
         for b in range(batch_size):
-            si = rng.choice(len(self.subjects), p=self.weights)
-            s = self.subjects[si]
-            z = int(rng.choice(self.slices[si]))
-            m2 = s.mask[z]
-            rows, cols = np.where(m2)
-            r0 = int(rng.integers(rows.min() - 8, max(rows.max() - p + 9, rows.min() - 7)))
-            c0 = int(rng.integers(cols.min() - 8, max(cols.max() - p + 9, cols.min() - 7)))
-            have = [c for c in CONTRASTS if c in s.images]
-            tgt = have[rng.integers(len(have))]
-            others = [c for c in have if c != tgt]
-            if rng.random() < self.all_inputs_prob:
-                chosen = others
-            else:
-                k = int(rng.integers(1, len(others) + 1))
-                chosen = list(rng.choice(others, size=k, replace=False))
-            flip = self.augment and rng.random() < 0.5
-            for c in chosen:
-                img = self._crop(s.images[c][z], r0, c0)
-                if self.augment and rng.random() < 0.3:
-                    img = img ** rng.uniform(0.8, 1.25)
-                images[b, CONTRASTS.index(c)] = img[:, ::-1] if flip else img
-                avail[b, CONTRASTS.index(c)] = 1.0
-            t = self._crop(s.images[tgt][z], r0, c0)
-            mm = self._crop(m2.astype(np.float32), r0, c0)
-            truth[b, 0] = t[:, ::-1] if flip else t
-            mask[b, 0] = mm[:, ::-1] if flip else mm
-            target[b] = CONTRASTS.index(tgt)
-        return Batch(images, avail, target, truth, mask)
+            self._sample_one(out, b)
+        return out
+
+    def _sample_one(self, out: Batch, b: int) -> None:
+        rng, k = self.rng, self.context
+        if self.paired:
+            si = self._draw()
+            loc = self._location(si)
+            have = [c for c in CONTRASTS if c in self._vols[si]]
+            where = dict.fromkeys(have, (si, loc))
+        else:
+            have = self.union
+            where = {}
+            for c in have:
+                sc = self._draw(c)
+                where[c] = (sc, self._location(sc))
+        tgt = have[rng.integers(len(have))]
+        others = [c for c in have if c != tgt]
+        if rng.random() < self.all_inputs_prob:
+            chosen = others
+        else:
+            n = int(rng.integers(1, len(others) + 1))
+            chosen = list(rng.choice(others, size=n, replace=False))
+        flip = self.aug is not None and self.aug.flip > 0 and rng.random() < self.aug.flip
+        for c in chosen:
+            si, loc = where[c]
+            stack = self._intensity(self._patch(self._vols[si][c], loc, flip, k))
+            out.images[b, CONTRASTS.index(c)] = stack[k]
+            out.neighbours[b, CONTRASTS.index(c)] = np.delete(stack, k, axis=0)
+            out.available[b, CONTRASTS.index(c)] = 1.0
+        si, loc = where[tgt]
+        out.truth[b, 0] = self._patch(self._vols[si][tgt], loc, flip, 0)[0]
+        out.mask[b, 0] = self._patch(self._masks[si].astype(np.float32), loc, flip, 0, order=0)[0]
+        out.target[b] = CONTRASTS.index(tgt)
+        for c in have:
+            si, loc = where[c]
+            out.contrasts[b, CONTRASTS.index(c)] = self._patch(self._vols[si][c], loc, flip, 0)[0]
+            out.has[b, CONTRASTS.index(c)] = 1.0
+
+
+def _resize(stack: np.ndarray, size: int, order: int) -> np.ndarray:
+    """Zoom the last two axes of (n, q, q) to (n, size, size) (linear for images, nearest for masks)."""
+    from scipy.ndimage import zoom  # noqa: PLC0415
+
+    q = stack.shape[-1]
+    z = zoom(stack, (1, size / q, size / q), order=order, mode="nearest", grid_mode=True)
+    fixed = np.zeros(stack.shape[:-2] + (size, size), np.float32)
+    fixed[..., :min(size, z.shape[-2]), :min(size, z.shape[-1])] = z[..., :size, :size]
+    return fixed

@@ -1,0 +1,212 @@
+"""What every recipe shares: option parsing, batch → tensors, the [-1, 1] GAN space, the image
+history pool, learning-rate decay, and the base for pairwise (single-source) recipes.
+
+A recipe (junyanz CycleGAN's "model class") is constructed from a TrainConfig and exposes
+``modules()``, ``optimizers()``, ``train_step(batch)``, ``predict(images, available, target)`` and
+``inference_module()`` — the generator-only nn.Module used at inference (parameter and GMAC counts).
+Every inference module takes the project's [0, 1] images and returns [0, 1] images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from MRSynthLib.contrasts import CONTRASTS, canonical
+from MRSynthLib.errors import MRSynthError
+
+from .config import TrainConfig, from_dict
+from .data import Batch
+
+N_CONTRASTS = len(CONTRASTS)
+
+
+def parse_options(cls, cfg: TrainConfig):
+    """The recipe's own options dataclass from ``cfg.options``; unknown keys and wrong types are errors
+    naming ``options.<key>``."""
+    return from_dict(cls, dict(cfg.options or {}), "options.")
+
+
+def to_tensors(batch: Batch) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(v) for k, v in vars(batch).items() if v is not None}
+
+
+def to_gan(x: torch.Tensor) -> torch.Tensor:
+    """[0, 1] → [-1, 1], the range of the tanh generators."""
+    return x * 2.0 - 1.0
+
+
+def from_gan(y: torch.Tensor) -> torch.Tensor:
+    return (y + 1.0) * 0.5
+
+
+def one_hot(index: torch.Tensor | int, n: int = N_CONTRASTS, batch: int | None = None) -> torch.Tensor:
+    if isinstance(index, int):
+        index = torch.full((batch or 1,), index, dtype=torch.long)
+    return nn.functional.one_hot(index, n).float()
+
+
+def set_requires_grad(modules, flag: bool) -> None:
+    """Freeze discriminators during the generator step (saves their weight gradients)."""
+    for m in modules:
+        for p in m.parameters():
+            p.requires_grad_(flag)
+
+
+def adam(params, lr: float, betas: tuple[float, float] = (0.5, 0.999)) -> torch.optim.Adam:
+    return torch.optim.Adam([p for p in params if p.requires_grad], lr=lr, betas=betas)
+
+
+def linear_decay(opt: torch.optim.Optimizer, steps: int, start: float) -> torch.optim.lr_scheduler.LambdaLR:
+    """Constant learning rate, then linear decay to 0 from ``start`` × steps (CycleGAN's schedule)."""
+    begin = int(steps * start)
+
+    def factor(step: int) -> float:
+        return 1.0 if step < begin else max(0.0, 1.0 - (step - begin) / max(steps - begin, 1))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+class ImagePool:
+    """History of generated images for the discriminator (Shrivastava et al. 2017; CycleGAN uses 50):
+    half of the time D sees an older fake instead of the newest one, which damps oscillation.
+    The pool is not checkpointed: after a resume it refills from empty (only its contents differ)."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.images = size, []
+
+    def query(self, images: torch.Tensor) -> torch.Tensor:
+        if self.size == 0:
+            return images
+        out = []
+        for img in images.detach():
+            img = img.unsqueeze(0)
+            if len(self.images) < self.size:
+                self.images.append(img)
+                out.append(img)
+            elif torch.rand(()) < 0.5:
+                i = int(torch.randint(len(self.images), ()))
+                out.append(self.images[i].clone())
+                self.images[i] = img
+            else:
+                out.append(img)
+        return torch.cat(out)
+
+
+def _parse_pairs(pairs: list[list[str]]) -> list[tuple[int, int]]:
+    out = []
+    for i, p in enumerate(pairs):
+        if len(p) != 2:
+            raise MRSynthError(f"options.pairs[{i}] must be two contrasts, got {p!r}")
+        a, b = (CONTRASTS.index(canonical(c)) for c in p)
+        if a == b:
+            raise MRSynthError(f"options.pairs[{i}] pairs {p[0]} with itself")
+        out.append((a, b))
+    if not out:
+        raise MRSynthError("options.pairs is empty")
+    return out
+
+
+def default_pairs() -> list[list[str]]:
+    """T1↔T1Gd and T2↔FLAIR: with bidirectional models these cover all four contrasts of the real data."""
+    return [["T1", "T1Gd"], ["T2", "FLAIR"]]
+
+
+@dataclass
+class PairwiseOptions:
+    pairs: list[list[str]] = field(default_factory=default_pairs)
+
+
+def direction_key(src: int, tgt: int) -> str:
+    return f"{CONTRASTS[src]}_to_{CONTRASTS[tgt]}"
+
+
+class PairwiseInference(nn.Module):
+    """Routes a (images, available, target) request to the one-source translator of a pair: the
+    first configured pair containing the target whose partner is available in every row."""
+
+    def __init__(self, translators: nn.ModuleDict, pairs: list[tuple[int, int]], recipe: str) -> None:
+        super().__init__()
+        self.translators, self.pairs, self.recipe = translators, pairs, recipe
+
+    def source_for(self, target: int, available: torch.Tensor) -> int:
+        partners = [b if a == target else a for a, b in self.pairs if target in (a, b)]
+        for p in partners:
+            if bool((available[:, p] > 0).all()):
+                return p
+        pairs = ", ".join(f"{CONTRASTS[a]}<->{CONTRASTS[b]}" for a, b in self.pairs)
+        if not partners:
+            raise MRSynthError(f"recipe '{self.recipe}' cannot synthesize {CONTRASTS[target]}: it was trained "
+                               f"on the pairs {pairs} only")
+        need = " or ".join(CONTRASTS[p] for p in partners)
+        raise MRSynthError(f"recipe '{self.recipe}' synthesizes {CONTRASTS[target]} from {need} "
+                           f"(pairs {pairs}), which is not among the inputs")
+
+    def forward(self, images: torch.Tensor, available: torch.Tensor, target: int) -> torch.Tensor:
+        src = self.source_for(int(target), available)
+        y = self.translators[direction_key(src, int(target))](to_gan(images[:, src:src + 1]))
+        return from_gan(y)
+
+
+class PairwiseRecipe:
+    """Base of the pairwise baselines (CycleGAN, UNIT, supervised, simple): one bidirectional
+    translator per configured contrast pair; ``predict`` picks the paired source of the target."""
+
+    name = "pairwise"
+    Options = PairwiseOptions
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.opt = parse_options(self.Options, cfg)
+        self.pairs = _parse_pairs(self.opt.pairs)
+        self.directions = [d for a, b in self.pairs for d in ((a, b), (b, a))]
+
+    def translators(self) -> nn.ModuleDict:
+        """``direction_key(src, tgt)`` → module mapping (N, 1, H, W) [-1, 1] images of src to tgt."""
+        raise NotImplementedError
+
+    def inference_module(self) -> nn.Module:
+        return PairwiseInference(self.translators(), self.pairs, self.name)
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, available: torch.Tensor, target: int) -> torch.Tensor:
+        module = self.inference_module().eval()
+        return module(images, available, target).clamp(0, 1)
+
+    def usable_pairs(self, has: torch.Tensor, paired: bool) -> list[tuple[int, int]]:
+        """Pairs with at least one row holding both contrasts (paired) or each contrast (unpaired)."""
+        if paired:
+            return [(a, b) for a, b in self.pairs if bool(((has[:, a] > 0) & (has[:, b] > 0)).any())]
+        return [(a, b) for a, b in self.pairs if bool((has[:, a] > 0).any() and (has[:, b] > 0).any())]
+
+    def pick_pair(self, has: torch.Tensor, paired: bool) -> tuple[int, int]:
+        usable = self.usable_pairs(has, paired)
+        if not usable:
+            names = ", ".join(f"{CONTRASTS[a]}+{CONTRASTS[b]}" for a, b in self.pairs)
+            raise MRSynthError(f"recipe '{self.name}': no sample in the batch holds a configured pair ({names})")
+        return usable[int(torch.randint(len(usable), ()))]
+
+
+def unpaired_sides(t: dict[str, torch.Tensor], a: int, b: int, shuffle: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real images of contrast a and of contrast b in [-1, 1], (Na, 1, H, W) and (Nb, 1, H, W).
+
+    With ``shuffle`` the b side is rolled by one row, so no row pairs a co-registered a/b slice:
+    training stays unpaired even when the sampler returns paired subjects (Hyper-GAN's setting)."""
+    ia = (t["has"][:, a] > 0).nonzero().flatten()
+    ib = (t["has"][:, b] > 0).nonzero().flatten()
+    if shuffle and len(ib) > 1:
+        ib = ib.roll(1)
+    return to_gan(t["contrasts"][ia, a:a + 1]), to_gan(t["contrasts"][ib, b:b + 1])
+
+
+def paired_sides(t: dict[str, torch.Tensor], a: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Co-registered a and b slices in [-1, 1] from the rows that hold both."""
+    rows = ((t["has"][:, a] > 0) & (t["has"][:, b] > 0)).nonzero().flatten()
+    return to_gan(t["contrasts"][rows, a:a + 1]), to_gan(t["contrasts"][rows, b:b + 1])
+
+
+def options_dict(opt) -> dict:
+    return dataclasses.asdict(opt)
