@@ -210,3 +210,17 @@ def paired_sides(t: dict[str, torch.Tensor], a: int, b: int) -> tuple[torch.Tens
 
 def options_dict(opt) -> dict:
     return dataclasses.asdict(opt)
+
+
+def discriminator_loss(d: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """LSGAN discriminator loss, halved as in CycleGAN so D learns slower than G."""
+    from .losses import lsgan  # noqa: PLC0415
+
+    return 0.5 * (lsgan(d(real), True) + lsgan(d(fake.detach()), False))
+
+
+def patch_discriminators(contrasts: set[int], ndf: int) -> nn.ModuleDict:
+    """One 70×70 PatchGAN per contrast (Hyper-GAN, CycleGAN), keyed by contrast name."""
+    from .nets.common import PatchDiscriminator  # noqa: PLC0415
+
+    return nn.ModuleDict({CONTRASTS[c]: PatchDiscriminator(1, ndf) for c in sorted(contrasts)})
