@@ -216,3 +216,27 @@ def scene_volumes(scene) -> list:
     nodes = scene.GetNodesByClass("vtkMRMLScalarVolumeNode")
     out = [nodes.GetItemAsObject(i) for i in range(nodes.GetNumberOfItems())]
     return [n for n in out if not n.IsA("vtkMRMLLabelMapVolumeNode")]
+
+
+def job_parameters(inputs: dict, target: str, workdir, reference=None, mask=None, **options):
+    """Write the nodes to NRRD files in ``workdir`` for the background process; return its parameters.
+
+    NRRD keeps any direction matrix exactly (left-handed included), so the process sees the nodes'
+    geometry; the result is mapped back onto the first node's grid by :func:`write_output_node`.
+    """
+    from pathlib import Path  # noqa: PLC0415
+
+    from .io import write_volume  # noqa: PLC0415
+    from .process import SynthesisParameters  # noqa: PLC0415
+
+    named, tgt = check_nodes(inputs, target, None, reference, mask)
+    work = Path(workdir)
+    paths = {}
+    for c, node in named.items():
+        paths[c] = str(write_volume(volume_from_node(node, c), work / f"{c}.nrrd", overwrite=True))
+    ref = str(write_volume(volume_from_node(reference, "reference"), work / "reference.nrrd", overwrite=True)) \
+        if reference is not None else None
+    msk = str(write_volume(volume_from_node(mask, "mask", check=False), work / "mask.nrrd", overwrite=True)) \
+        if mask is not None else None
+    return SynthesisParameters(inputs=paths, target=tgt, output=str(work / f"{tgt}_synthetic.nrrd"),
+                               style_ref=ref, mask=msk, **options)

@@ -226,3 +226,24 @@ def test_panel_console_and_cli_give_the_same_voxels(small_subject, engine, tiny_
                                                             device="cpu"))
     cli_out = array_on_grid(read_volume(out_file), grid_of(nodes["T1"]))
     np.testing.assert_allclose(node_out, cli_out, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["oblique", "lefthanded"])
+def test_panel_background_path_gives_the_same_voxels(small_subject, tiny_bundle, tmp_path, case):
+    """Panel Apply: nodes → NRRD → `mrsynth` process → output node, equal to the in-process node path."""
+    from MRSynthLib.mrml import job_parameters, write_output_node
+    from MRSynthLib.process import SynthesisProcess
+
+    scene, nodes, _ = subject_scene(small_subject, case)
+    params = job_parameters(nodes, "FLAIR", tmp_path, model=str(tiny_bundle), device="cpu", style_alpha=0.3,
+                            style_target="PD")
+    proc = SynthesisProcess()
+    proc.start(params)
+    status = proc.wait(timeout=120)
+    assert status.state == "finished", status.error
+    panel = write_output_node(proc.result(), nodes["T1"], scene=scene)
+    console = synthesize_nodes(nodes, "FLAIR", model=str(tiny_bundle), scene=scene, device="cpu", style_alpha=0.3,
+                               second_target="PD")
+    assert np.array_equal(matrix(panel), matrix(nodes["T1"]))
+    assert panel.GetAttribute("MRSynth.Model") == "tiny-test" and panel.GetAttribute("MRSynth.Synthetic") == "1"
+    np.testing.assert_allclose(slicer.util.arrayFromVolume(panel), slicer.util.arrayFromVolume(console), atol=1e-6)
