@@ -18,7 +18,16 @@ from MRSynthLib.errors import MRSynthError
 from .config import TrainConfig, to_dict
 from .data import SliceSampler, load_root, simulated_subjects
 
-RECIPES = {"unified": "recipe_unified:UnifiedRecipe"}
+RECIPES = {
+    "unified": "recipe_unified:UnifiedRecipe",
+    "hypergan": "recipe_hypergan:HyperGANRecipe",
+    "collagan": "recipe_collagan:CollaGANRecipe",
+    "mist": "recipe_mist:MISTRecipe",
+    "cyclegan": "recipe_cyclegan:CycleGANRecipe",
+    "unit": "recipe_unit:UNITRecipe",
+    "supervised": "recipe_supervised:SupervisedRecipe",
+    "simple": "recipe_simple:SimpleRecipe",
+}
 
 
 def build_recipe(cfg: TrainConfig):
