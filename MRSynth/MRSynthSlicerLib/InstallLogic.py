@@ -1,0 +1,129 @@
+"""Install-side logic of the MRSynth module: dependencies, device check, model cache, sample data.
+
+Kept out of ``MRSynth.py`` so the module file stays a thin Module/Widget/Logic/Test. Dependencies are
+installed only after the user agrees, with Slicer's own installer; torch only via the PyTorch extension.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+
+import slicer
+
+REQUIREMENTS = {"onnxruntime": "onnxruntime>=1.17", "tqdm": "tqdm>=4.60", "nibabel": "nibabel>=5.0"}
+# Placeholder URL until the release assets are published; checksums are of the files `mrsynth demo` writes.
+SAMPLE_URL = "https://github.com/MRSynth/SlicerMRSynth/releases/download/sample-data-v1/"
+SAMPLE_FILES = {  # simulate_subject(7, shape=(144, 176, 144)), written by MRSynthLib.io.write_volume
+    "T1": ("sim_T1_input.nii.gz",
+           "SHA256:3af7cb7101f4100e77f2aef937bc94d224441a89ede9d99e07897d848fe19c09"),
+    "T1Gd": ("sim_T1Gd_input.nii.gz",
+           "SHA256:aa09c9d5678653d78ad360d1b64ebda18a7fb6a167b7b1be8c7c11aa53ab062a"),
+    "T2": ("sim_T2_input.nii.gz",
+           "SHA256:03a9d2e607b46e2c515ace63c81dcddf9a5508865b7866cf78b4444a4c80fcf1"),
+}
+
+
+def registerSampleData():
+    """Add "MRSynth sample brain" (a simulated subject: T1, T1Gd, T2) to the Sample Data module."""
+    import SampleData
+
+    icons = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Resources", "Icons")
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(
+        category="MRSynth", sampleName="MRSynth sample brain", sampleDescription="Simulated brain, T1/T1Gd/T2",
+        thumbnailFileName=os.path.join(icons, "MRSynth.png"),
+        uris=[SAMPLE_URL + f for f, _ in SAMPLE_FILES.values()], fileNames=[f for f, _ in SAMPLE_FILES.values()],
+        nodeNames=[f"MRSynthSample_{c}" for c in SAMPLE_FILES], checksums=[s for _, s in SAMPLE_FILES.values()],
+        loadFileType=["VolumeFile"] * len(SAMPLE_FILES))
+
+
+class InstallLogic:
+    """Dependencies, devices and the model cache: everything that touches the user's installation."""
+
+    # --- dependencies ----------------------------------------------------------------------------
+    @staticmethod
+    def missingDependencies() -> list[str]:
+        return [req for module, req in REQUIREMENTS.items() if importlib.util.find_spec(module) is None]
+
+    def ensureDependencies(self, confirm: bool = True) -> bool:
+        """Install the pinned inference dependencies with Slicer's own installer, after asking."""
+        missing = self.missingDependencies()
+        if not missing:
+            return True
+        packaging = getattr(slicer, "packaging", None)
+        if packaging is not None and hasattr(packaging, "pip_ensure"):
+            packaging.pip_ensure(missing, requester="MRSynth")
+        else:
+            if confirm and not slicer.util.confirmOkCancelDisplay(
+                    f"MRSynth needs {', '.join(missing)} (CPU inference, about 20 MB). Install now?"):
+                return False
+            slicer.util.pip_install(" ".join(missing))
+        return not self.missingDependencies()
+
+    @staticmethod
+    def ensureTorch():
+        """PyTorch only through the PyTorch extension (never a plain pip install of torch)."""
+        try:
+            import PyTorchUtils
+        except ImportError:
+            from MRSynthLib.errors import MRSynthError
+
+            raise MRSynthError("the torch backend needs the 'PyTorch' extension (Extension Manager); "
+                               "the default onnxruntime backend does not") from None
+        torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True)
+        if torch is None:
+            from MRSynthLib.errors import MRSynthError
+
+            raise MRSynthError("PyTorch installation was cancelled")
+        return torch
+
+    @staticmethod
+    def deviceWarning(device: str) -> str:
+        if not device.startswith("cuda") or importlib.util.find_spec("onnxruntime") is None:
+            return ""
+        import onnxruntime
+
+        if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+            return ""
+        return ("CUDA requested but this onnxruntime has no CUDA provider: the run will refuse to start. "
+                "Choose 'cpu' or 'auto', or install onnxruntime-gpu.")
+
+    # --- models ----------------------------------------------------------------------------------
+    @staticmethod
+    def cacheFolder(create: bool = False):
+        from MRSynthLib.registry import cache_dir
+
+        folder = cache_dir()
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    @staticmethod
+    def availableModels() -> list[tuple[str, str]]:
+        from MRSynthLib.errors import MRSynthError
+        from MRSynthLib.registry import list_models
+
+        try:
+            models = [(m["id"], f"{m['id']} (v{m.get('version', '?')})") for m in list_models()]
+        except MRSynthError:
+            models = []
+        cached = sorted(InstallLogic.cacheFolder().glob("*.json")) if InstallLogic.cacheFolder().exists() else []
+        models += [(str(p), f"{p.stem} (imported)") for p in cached if p.stem not in {m for m, _ in models}]
+        return [("", "default"), *models]
+
+    def importModel(self, card_path: str) -> str:
+        """Copy a model card and its files into the cache after checking every SHA256."""
+        from pathlib import Path
+
+        from MRSynthLib.registry import resolve_model
+
+        bundle = resolve_model(card_path, roles=())
+        folder = self.cacheFolder(create=True)
+        for spec in bundle.card["files"].values():
+            shutil.copy2(bundle.folder / spec["name"], folder / spec["name"])
+        shutil.copy2(card_path, folder / Path(card_path).name)
+        return bundle.id
+
+    def clearCache(self) -> None:
+        shutil.rmtree(self.cacheFolder(), ignore_errors=True)

@@ -1,0 +1,5 @@
+"""Slicer-side helpers of the MRSynth module (need ``slicer``; the engine is ``MRSynthLib``)."""
+
+from .InstallLogic import SAMPLE_FILES, InstallLogic, registerSampleData
+
+__all__ = ["SAMPLE_FILES", "InstallLogic", "registerSampleData"]

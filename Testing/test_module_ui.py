@@ -1,0 +1,135 @@
+"""The panel's .ui against the module code: every widget the code uses exists, with a class that fits.
+
+Slicer's own widget classes (qMRMLNodeComboBox, ctkSliderWidget…) are not available here; PySide6's
+QUiLoader falls back to the base class the .ui declares, and the declared class is read from the XML.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+UI = ROOT / "MRSynth" / "Resources" / "UI" / "MRSynth.ui"
+MODULE = ROOT / "MRSynth" / "MRSynth.py"
+CONTRASTS = ("T1", "T1Gd", "T2", "PD", "FLAIR")
+
+# what a method call on self.ui.<name> requires of the widget's declared class
+METHOD_CLASSES = {
+    "currentNode": {"qMRMLNodeComboBox"}, "setCurrentNode": {"qMRMLNodeComboBox"},
+    "currentNodeChanged": {"qMRMLNodeComboBox"}, "setMRMLScene": {"qMRMLNodeComboBox", "qMRMLWidget"},
+    "currentText": {"QComboBox"}, "currentData": {"QComboBox"}, "addItems": {"QComboBox"},
+    "addItem": {"QComboBox"}, "currentTextChanged": {"QComboBox"}, "itemText": {"QComboBox"},
+    "count": {"QComboBox"}, "model": {"QComboBox"},
+    "valueChanged": {"ctkSliderWidget", "QSpinBox"}, "toggled": {"QCheckBox"}, "checked": {"QCheckBox"},
+    "clicked": {"QPushButton"}, "appendPlainText": {"QPlainTextEdit"}, "clear": {"QPlainTextEdit", "QComboBox"},
+    "setVisible": {"QLabel"}, "setText": {"QLabel"},
+    "value": {"QProgressBar", "ctkSliderWidget", "QSpinBox"}, "text": {"QPushButton", "QLabel"},
+    "enabled": {"QPushButton"}, "toolTip": {"QPushButton"},
+}
+PARAM_CLASSES = {"node": {"qMRMLNodeComboBox"}, "float": {"ctkSliderWidget"}, "bool": {"QCheckBox"},
+                 "int": {"QSpinBox"}, "choice": {"QComboBox"}}
+
+
+@pytest.fixture(scope="module")
+def ui_xml():
+    tree = ET.parse(UI)
+    widgets = {w.get("name"): w.get("class") for w in tree.iter("widget")}
+    extends = {c.findtext("class"): c.findtext("extends") for c in tree.iter("customwidget")}
+    return tree, widgets, extends
+
+
+@pytest.fixture(scope="module")
+def code_names():
+    text = MODULE.read_text()
+    names = set(re.findall(r"self\.ui\.(\w+)", text))
+    if 'f"input{contrast}Selector"' in text:
+        names |= {f"input{c}Selector" for c in CONTRASTS}
+    calls = set(re.findall(r"self\.ui\.(\w+)\.(\w+)", text))
+    return text, names, calls
+
+
+def _parameters(text: str) -> dict[str, str]:
+    """Fields of the @parameterNodeWrapper class and their kind (node, float, bool, int, choice)."""
+    tree = ast.parse(text)
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef)
+               and any(getattr(d, "id", None) == "parameterNodeWrapper" for d in n.decorator_list))
+    out = {}
+    for stmt in cls.body:
+        if isinstance(stmt, ast.AnnAssign):
+            src = ast.unparse(stmt.annotation)
+            kind = ("node" if "vtkMRML" in src else "choice" if "Choice" in src else "float" if "float" in src
+                    else "int" if "int" in src else "bool" if "bool" in src else src)
+            out[stmt.target.id] = kind
+    return out
+
+
+def test_every_widget_the_code_uses_exists_with_a_fitting_class(ui_xml, code_names):
+    _, widgets, _ = ui_xml
+    _, names, calls = code_names
+    missing = sorted(n for n in names if n not in widgets)
+    assert not missing, f"used by MRSynth.py but not in MRSynth.ui: {missing}"
+    wrong = [(n, m, widgets[n]) for n, m in calls if m in METHOD_CLASSES and widgets[n] not in METHOD_CLASSES[m]]
+    assert not wrong, f"method used on a widget of the wrong class: {wrong}"
+    assert len(names) >= 20
+
+
+def test_panel_structure(ui_xml):
+    tree, widgets, _ = ui_xml
+    root = tree.getroot().find("widget")
+    assert root.get("class") == "qMRMLWidget"
+    sections = [(w.get("name"), w.find("property[@name='text']/string").text)
+                for w in tree.iter("widget") if w.get("class") == "ctkCollapsibleButton"]
+    assert [t for _, t in sections] == ["Inputs", "Target & style", "Output", "Advanced"]
+    for c in CONTRASTS:
+        assert widgets[f"input{c}Selector"] == "qMRMLNodeComboBox"
+    assert widgets["styleAlphaSlider"] == "ctkSliderWidget"
+    slider = next(w for w in tree.iter("widget") if w.get("name") == "styleAlphaSlider")
+    assert slider.findtext("property[@name='minimum']/double") == "0.0"
+    assert slider.findtext("property[@name='maximum']/double") == "1.0"
+    combos = {n for n, c in widgets.items() if c == "qMRMLNodeComboBox"}
+    connected = {c.findtext("receiver") for c in tree.iter("connection")
+                 if c.findtext("signal") == "mrmlSceneChanged(vtkMRMLScene*)"}
+    assert combos == connected, "every node combo box must receive the scene"
+
+
+def test_parameter_bindings_match_the_parameter_node(ui_xml, code_names):
+    tree, widgets, _ = ui_xml
+    params = _parameters(code_names[0])
+    bound = {}
+    for w in tree.iter("widget"):
+        p = w.find("property[@name='SlicerParameterName']")
+        if p is not None:
+            bound[p.findtext("string")] = w.get("class")
+    assert set(bound) == set(params), f"unbound {set(params) - set(bound)}, unknown {set(bound) - set(params)}"
+    assert params["styleAlpha"] == "float" and params["target"] == "choice"
+    for name, kind in params.items():
+        assert bound[name] in PARAM_CLASSES[kind], (name, kind, bound[name])
+
+
+def test_ui_loads_offscreen_with_base_class_fallback(ui_xml, code_names):
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    QtUiTools = pytest.importorskip("PySide6.QtUiTools")
+    from PySide6.QtCore import QFile
+    from PySide6.QtWidgets import QApplication, QWidget
+
+    app = QApplication.instance() or QApplication([])
+    _, widgets, extends = ui_xml
+    f = QFile(str(UI))
+    assert f.open(QFile.ReadOnly)
+    root = QtUiTools.QUiLoader().load(f)
+    f.close()
+    assert root is not None and root.objectName() == "MRSynth"
+    for name in code_names[1]:
+        child = root.findChild(QWidget, name)
+        assert child is not None, name
+        declared = widgets[name]
+        assert child.inherits(extends.get(declared, declared)), (name, declared, child.metaObject().className())
+    assert root.findChild(QWidget, "styleAlphaSlider").property("SlicerParameterName") == "styleAlpha"
+    root.deleteLater()
+    app.processEvents()
