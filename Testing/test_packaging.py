@@ -1,0 +1,105 @@
+"""Extension packaging: the CMake lists match the files on disk, metadata is complete, imports stay light."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULE_DIR = ROOT / "MRSynth"
+
+
+def _cmake_sets(path: Path) -> dict[str, list[str]]:
+    """``set(NAME a b c)`` blocks of a CMake file (comments dropped, ${MODULE_NAME} expanded)."""
+    text = "\n".join(line.split("#", 1)[0] for line in path.read_text().splitlines())
+    module = re.search(r"set\(MODULE_NAME\s+(\w+)\)", text)
+    out = {}
+    for name, body in re.findall(r"set\((\w+)\s+([^)]*)\)", text, flags=re.S):
+        values = body.split()
+        if module:
+            values = [v.replace("${MODULE_NAME}", module.group(1)) for v in values]
+        out[name] = values
+    return out
+
+
+def test_module_scripts_and_resources_match_the_disk():
+    sets = _cmake_sets(MODULE_DIR / "CMakeLists.txt")
+    listed_scripts, listed_resources = set(sets["MODULE_PYTHON_SCRIPTS"]), set(sets["MODULE_PYTHON_RESOURCES"])
+    on_disk_py = {p.relative_to(MODULE_DIR).as_posix() for p in MODULE_DIR.rglob("*.py") if "__pycache__" not in p.parts}
+    on_disk_res = {p.relative_to(MODULE_DIR).as_posix() for p in (MODULE_DIR / "Resources").rglob("*") if p.is_file()}
+    assert listed_scripts == on_disk_py, (f"not listed: {on_disk_py - listed_scripts}; "
+                                          f"listed but missing: {listed_scripts - on_disk_py}")
+    assert listed_resources == on_disk_res, (f"not listed: {on_disk_res - listed_resources}; "
+                                             f"listed but missing: {listed_resources - on_disk_res}")
+
+
+def test_engine_is_packaged_completely():
+    sets = _cmake_sets(MODULE_DIR / "CMakeLists.txt")
+    listed = set(sets["MRSYNTHLIB_PYTHON_SCRIPTS"])
+    lib = ROOT / "MRSynthLib"
+    on_disk = {p.relative_to(ROOT).as_posix() for p in lib.rglob("*.py") if "__pycache__" not in p.parts}
+    assert listed == on_disk, f"not listed: {on_disk - listed}; listed but missing: {listed - on_disk}"
+    data = {p.relative_to(ROOT).as_posix() for p in lib.rglob("*")
+            if p.is_file() and p.suffix != ".py" and "__pycache__" not in p.parts and p.suffix != ".pyc"}
+    resources = set(sets["MRSYNTHLIB_RESOURCES"])
+    assert data <= resources, f"engine data files not packaged: {data - resources}"
+    assert "Resources/Models.json" in resources and (ROOT / "Resources" / "Models.json").exists()
+    cmake = (MODULE_DIR / "CMakeLists.txt").read_text()
+    assert "Resources/Models/*" in cmake and "SOURCE_DIR ${CMAKE_CURRENT_SOURCE_DIR}/.." in cmake
+    for value in resources - {"${MRSYNTH_MODEL_FILES}"}:
+        assert (ROOT / value).exists(), value
+
+
+def test_extension_metadata_is_complete():
+    text = (ROOT / "CMakeLists.txt").read_text()
+    meta = dict(re.findall(r'set\((EXTENSION_\w+)\s+"([^"]*)"\)', text))
+    for key in ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS", "DEPENDS"):
+        assert meta.get(f"EXTENSION_{key}"), key
+    assert meta["EXTENSION_CATEGORY"] == "Image Synthesis"
+    assert "add_subdirectory(MRSynth)" in text and "Slicer_EXTENSION_CPACK" in text
+    assert meta["EXTENSION_ICONURL"].endswith("MRSynth/Resources/Icons/MRSynth.png")
+    entry = json.loads((ROOT / "MRSynth.json").read_text())
+    assert re.search(r"catalog-entry-schema-v1\.0\.\d+\.json", entry["$schema"])
+    assert entry["category"] == meta["EXTENSION_CATEGORY"]
+    assert entry["scm_url"].startswith("https://") and entry["scm_revision"] and entry["build_subdirectory"]
+    assert isinstance(entry["build_dependencies"], list) and entry["tier"] in (1, 3, 5)
+    assert "slicerMacroBuildScriptedModule" in (MODULE_DIR / "CMakeLists.txt").read_text()
+
+
+def test_icon_is_128_square():
+    from PIL import Image
+
+    with Image.open(MODULE_DIR / "Resources" / "Icons" / "MRSynth.png") as im:
+        assert im.size == (128, 128)
+
+
+def test_engine_imports_stay_light():
+    """Slicer starts fast and works without torch: no heavy or GUI import when the engine is imported."""
+    code = ("import sys, MRSynthLib.mrml, MRSynthLib.preview, MRSynthLib.process, MRSynthLib.cli; "
+            "print([m for m in ('torch', 'onnxruntime', 'PySide6', 'qt', 'slicer', 'vtk', 'SimpleITK') "
+            "if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_sample_data_checksums_match_the_simulated_subject(tmp_path):
+    """The registered SHA256s are those of the files the phantom writes (regenerate on purpose only)."""
+    from MRSynthLib.io import write_volume
+    from MRSynthLib.phantom import simulate_subject
+
+    text = (MODULE_DIR / "MRSynthSlicerLib" / "InstallLogic.py").read_text()
+    registered = dict(re.findall(r'"(sim_\w+\.nii\.gz)",\s*"SHA256:([0-9a-f]{64})"', text))
+    assert len(registered) == 3
+    subject = simulate_subject(7, shape=(144, 176, 144), lesion=True)
+    for name, digest in registered.items():
+        contrast = name.split("_")[1]
+        path = write_volume(subject.volumes[contrast], tmp_path / name)
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, name
