@@ -229,8 +229,9 @@ class SliceSampler:
         if self.aug is not None and self.aug.scale > 0:
             q = max(4, int(round(self.patch / rng.uniform(1 - self.aug.scale, 1 + self.aug.scale))))
         rows, cols = np.where(self._masks[si][z])
-        r0 = int(rng.integers(rows.min() - 8, max(rows.max() - q + 9, rows.min() - 7)))
-        c0 = int(rng.integers(cols.min() - 8, max(cols.max() - q + 9, cols.min() - 7)))
+        m = min(8, q // 2)  # margin beyond the brain; small crops still overlap it by half
+        r0 = int(rng.integers(rows.min() - m, max(rows.max() - q + m + 1, rows.min() - m + 1)))
+        c0 = int(rng.integers(cols.min() - m, max(cols.max() - q + m + 1, cols.min() - m + 1)))
         return z, r0, c0, q
 
     def _patch(self, vol: np.ndarray, loc: tuple[int, int, int, int], flip: bool, k: int,
