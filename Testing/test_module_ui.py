@@ -133,3 +133,91 @@ def test_ui_loads_offscreen_with_base_class_fallback(ui_xml, code_names):
     assert root.findChild(QWidget, "styleAlphaSlider").property("SlicerParameterName") == "styleAlpha"
     root.deleteLater()
     app.processEvents()
+
+
+# --- the module's Logic on a real MRML scene; only the Slicer GUI process (qt, app, base classes) is faked ---
+@pytest.fixture()
+def module(monkeypatch, tmp_path):
+    import importlib.util
+    import sys
+    import types
+
+    pytest.importorskip("slicer")
+    import slicer
+    import slicer.util
+
+    fake = {"qt": types.ModuleType("qt"), "slicer.ScriptedLoadableModule": types.ModuleType("slm"),
+            "slicer.parameterNodeWrapper": types.ModuleType("pnw")}
+
+    class Base:
+        def __init__(self, *args, **kwargs):
+            pass
+
+    for name in ("ScriptedLoadableModule", "ScriptedLoadableModuleLogic", "ScriptedLoadableModuleTest",
+                 "ScriptedLoadableModuleWidget"):
+        setattr(fake["slicer.ScriptedLoadableModule"], name, type(name, (Base,), {}))
+    fake["slicer.parameterNodeWrapper"].parameterNodeWrapper = lambda cls: cls
+    fake["slicer.parameterNodeWrapper"].Choice = lambda values: values
+    fake["slicer.parameterNodeWrapper"].WithinRange = lambda lo, hi: (lo, hi)
+    for name, mod in fake.items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    monkeypatch.setattr(slicer, "mrmlScene", slicer.vtkMRMLScene(), raising=False)
+    monkeypatch.syspath_prepend(str(MODULE.parent))
+    monkeypatch.setenv("MRSYNTH_CACHE", str(tmp_path / "cache"))
+    spec = importlib.util.spec_from_file_location("MRSynth_under_test", MODULE)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod, slicer
+
+
+def _scene_inputs(slicer, subject):
+    import numpy as np
+
+    nodes = {}
+    for c in ("T1", "T2"):
+        node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", f"sub-01_{c}w")
+        node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(subject.volumes[c].affine_ras))
+        slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(subject.volumes[c].array))
+        nodes[c] = node
+    return nodes
+
+
+def test_logic_console_api_background_and_preview_agree(module, small_subject, tiny_bundle, tmp_path):
+    import numpy as np
+
+    mod, slicer = module
+    logic = mod.MRSynthLogic()
+    nodes = _scene_inputs(slicer, small_subject)
+    assert set(logic.autoFill()) == {"T1", "T2"}
+    assert logic.missingDependencies() == []
+    console = logic.synthesize({"T1": nodes["T1"], "T2": nodes["T2"]}, target="FLAIR", reference=None,
+                               styleAlpha=0.0, model=str(tiny_bundle), device="cpu")
+    assert console.GetName() == "sub-01_T1w FLAIR (synthetic)" and console.GetAttribute("MRSynth.Model") == "tiny-test"
+    process = logic.startBackground(nodes, "FLAIR", str(tmp_path), model=str(tiny_bundle), device="cpu")
+    assert process.wait(timeout=120).state == "finished"
+    panel = logic.loadResult(process, nodes)
+    np.testing.assert_allclose(slicer.util.arrayFromVolume(panel), slicer.util.arrayFromVolume(console), atol=1e-6)
+    # live preview: the slice through the volume centre, written into the existing output node
+    centre = small_subject.volumes["T1"].affine_ras @ np.r_[np.array(small_subject.volumes["T1"].size_ijk) / 2, 1]
+    out = logic.previewSlice(nodes, "FLAIR", 0.0, tuple(centre[:3]), output=panel, model=str(tiny_bundle),
+                             device="cpu")
+    assert out is panel
+    np.testing.assert_allclose(slicer.util.arrayFromVolume(panel), slicer.util.arrayFromVolume(console), atol=1e-6)
+    out = logic.previewSlice(nodes, "FLAIR", 1.0, tuple(centre[:3]), output=panel, model=str(tiny_bundle),
+                             device="cpu", secondTarget="PD")
+    changed = np.abs(slicer.util.arrayFromVolume(panel) - slicer.util.arrayFromVolume(console)) > 1e-4
+    assert changed.any() and len(np.unique(np.nonzero(changed)[0])) == 1  # exactly one axial slice redrawn
+
+
+def test_logic_model_cache_and_device_warning(module, tiny_bundle):
+    mod, _ = module
+    logic = mod.MRSynthLogic()
+    assert logic.availableModels()[0] == ("", "default")
+    assert logic.importModel(str(tiny_bundle)) == "tiny-test"
+    assert any(label == "tiny-test (imported)" for _, label in logic.availableModels())
+    logic.clearCache()
+    assert not logic.cacheFolder().exists()
+    import onnxruntime
+
+    has_cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+    assert bool(logic.deviceWarning("cuda:0")) != has_cuda and logic.deviceWarning("cpu") == ""
