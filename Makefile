@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: venv demo test test-all bench lint clean
+.PHONY: venv demo test test-all bench bench-preview bench-quality lint clean
 
 $(STAMP): requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,6 +28,13 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python Testing/bench/bench_engine.py
+	$(BIN)/python Testing/bench/bench_preview.py
+
+bench-preview: $(STAMP)
+	$(BIN)/python Testing/bench/bench_preview.py
+
+bench-quality: $(STAMP)
+	$(BIN)/python Testing/bench/bench_quality.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

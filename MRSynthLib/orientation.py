@@ -18,7 +18,7 @@ PLANES = ("axial", "coronal", "sagittal")
 PLANE_AXIS = {"axial": 0, "coronal": 1, "sagittal": 2}
 
 
-def _plan(direction: np.ndarray) -> tuple[list[int], list[bool]]:
+def canonical_plan(direction: np.ndarray) -> tuple[list[int], list[bool]]:
     """For LPS world axes (L, P, S) find the ITK index axis and whether it runs backwards."""
     d = np.asarray(direction)
     world_to_index: list[int] = []
@@ -35,7 +35,7 @@ def _plan(direction: np.ndarray) -> tuple[list[int], list[bool]]:
 
 def to_canonical(volume: Volume) -> np.ndarray:
     """Array ordered [S, P, L] (numpy axes) whatever the storage order."""
-    world_to_index, flips = _plan(volume.direction)
+    world_to_index, flips = canonical_plan(volume.direction)
     arr = volume.array
     # numpy axis of ITK index axis a is 2 - a; canonical numpy order is world S, P, L = world 2, 1, 0
     src_axes = [2 - world_to_index[w] for w in (2, 1, 0)]
@@ -48,7 +48,7 @@ def to_canonical(volume: Volume) -> np.ndarray:
 
 def from_canonical(canonical: np.ndarray, like: Volume) -> np.ndarray:
     """Inverse of :func:`to_canonical` for the grid of ``like``."""
-    world_to_index, flips = _plan(like.direction)
+    world_to_index, flips = canonical_plan(like.direction)
     out = canonical
     for pos, w in enumerate((2, 1, 0)):
         if flips[w]:

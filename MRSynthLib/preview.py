@@ -16,10 +16,10 @@ from . import orientation
 from .backends import Backend
 from .errors import MRSynthError
 from .synthesis import (
-    _bbox,
-    _pad_to,
+    brain_crop,
     check_request,
     encode_reference_style,
+    pad_to_multiple,
     prepare,
     style_code,
     to_output_volume,
@@ -34,7 +34,7 @@ def canonical_view(array: np.ndarray, like: Volume) -> np.ndarray:
 
     Lets the preview update one slice of a node's voxel buffer in place, whatever its storage order.
     """
-    world_to_index, flips = orientation._plan(like.direction)
+    world_to_index, flips = orientation.canonical_plan(like.direction)
     out = np.transpose(array, [2 - world_to_index[w] for w in (2, 1, 0)])
     for pos, w in enumerate((2, 1, 0)):
         if flips[w]:
@@ -57,7 +57,7 @@ class PreviewSession:
         brain = np.flatnonzero(self._mask.reshape(self._mask.shape[0], -1).any(axis=1))
         if brain.size == 0:
             raise MRSynthError("the brain mask is empty; nothing to preview")
-        self._crop = _bbox(self._mask[brain].any(axis=0))
+        self._crop = brain_crop(self._mask[brain].any(axis=0))
         self.output = np.zeros(self.prepared.mask.shape, dtype=np.float32)  # canonical, last slices shown
         self._style_cache: dict[float, np.ndarray] = {}
 
@@ -77,7 +77,7 @@ class PreviewSession:
         ref = self.prepared.reference
         lps = np.array([-ras[0], -ras[1], ras[2], 1.0])
         ijk = np.linalg.solve(ref.affine_lps, lps)[:3]
-        world_to_index, flips = orientation._plan(ref.direction)
+        world_to_index, flips = orientation.canonical_plan(ref.direction)
         w = _PLANE_WORLD[self.plane]
         axis = world_to_index[w]
         pos = ijk[axis] if not flips[w] else ref.size_ijk[axis] - 1 - ijk[axis]
@@ -90,7 +90,7 @@ class PreviewSession:
         plane_out = np.zeros(self._mask.shape[1:], dtype=np.float32)
         if self._mask[index].any():
             rows, cols = self._crop
-            images, (h, w) = _pad_to(np.moveaxis(self._stack[[index]][:, rows, cols], -1, 1))
+            images, (h, w) = pad_to_multiple(np.moveaxis(self._stack[[index]][:, rows, cols], -1, 1))
             pred = self.engine.generate(images, self.prepared.available[None], self.style(alpha)[None])
             plane_out[rows, cols] = np.clip(pred[0, 0, :h, :w], 0.0, 1.0)
             plane_out *= self._mask[index]

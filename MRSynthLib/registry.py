@@ -25,12 +25,15 @@ def resources_dir() -> Path:
     for candidate in (here.parent / "Resources", here / "Resources"):
         if (candidate / "Models.json").exists():
             return candidate
-    try:
-        import mrsynth_resources  # noqa: PLC0415 - installed copy (pip install .)
+    try:  # installed copy (pip install .): Resources/ is packaged as the data package mrsynth_resources
+        import importlib.resources  # noqa: PLC0415
 
-        return Path(mrsynth_resources.__file__).parent
-    except ImportError:
-        return here.parent / "Resources"
+        installed = Path(str(importlib.resources.files("mrsynth_resources")))
+        if (installed / "Models.json").exists():
+            return installed
+    except (ImportError, TypeError):
+        pass
+    return here.parent / "Resources"
 
 
 def cache_dir() -> Path:

@@ -73,7 +73,7 @@ def prepare(inputs: dict[str, Volume], mask: Volume | None = None, register: boo
     return Prepared(stack, available, cmask, first, tuple(aligned))
 
 
-def _bbox(mask2d: np.ndarray, multiple: int = 4, margin: int = 4) -> tuple[slice, slice]:
+def brain_crop(mask2d: np.ndarray, multiple: int = 4, margin: int = 4) -> tuple[slice, slice]:
     """In-plane crop around the brain, padded to a multiple of 4 (two stride-2 levels)."""
     rows, cols = np.where(mask2d)
     out = []
@@ -85,7 +85,7 @@ def _bbox(mask2d: np.ndarray, multiple: int = 4, margin: int = 4) -> tuple[slice
     return out[0], out[1]
 
 
-def _pad_to(arr: np.ndarray, multiple: int = 4) -> tuple[np.ndarray, tuple[int, int]]:
+def pad_to_multiple(arr: np.ndarray, multiple: int = 4) -> tuple[np.ndarray, tuple[int, int]]:
     h, w = arr.shape[-2:]
     ph, pw = (-h) % multiple, (-w) % multiple
     if ph or pw:
@@ -100,8 +100,8 @@ def encode_reference_style(backend: Backend, reference: Volume, plane: str = "ax
     cmask = orientation.slices_first(orientation.to_canonical(reference.with_array(m)), plane)
     area = cmask.reshape(cmask.shape[0], -1).sum(axis=1)
     order = np.argsort(-area)[:n_slices]
-    rows, cols = _bbox(cmask.any(axis=0))
-    batch, _ = _pad_to(canon[order][:, None, rows, cols])
+    rows, cols = brain_crop(cmask.any(axis=0))
+    batch, _ = pad_to_multiple(canon[order][:, None, rows, cols])
     return backend.encode_style(batch).mean(axis=0)
 
 
@@ -133,11 +133,11 @@ def run_slices(backend: Backend, prepared: Prepared, style: np.ndarray, plane: s
     todo = [i for i in (indices if indices is not None else range(cmask.shape[0])) if cmask[i].any()]
     if not todo:
         return orientation.slices_back(out, plane)
-    rows, cols = _bbox(cmask[todo].any(axis=0))
+    rows, cols = brain_crop(cmask[todo].any(axis=0))
     done, bs = 0, max(1, batch_size)
     while done < len(todo):
         chunk = todo[done:done + bs]
-        images, (h, w) = _pad_to(np.moveaxis(stack[chunk][:, rows, cols], -1, 1))
+        images, (h, w) = pad_to_multiple(np.moveaxis(stack[chunk][:, rows, cols], -1, 1))
         n = len(chunk)
         try:
             pred = backend.generate(images, np.repeat(prepared.available[None], n, 0), np.repeat(style[None], n, 0))

@@ -44,7 +44,7 @@ def main() -> int:
     from MRSynthLib.nets.cost import count_macs
     from MRSynthLib.nets.resnet_generator import ResnetGenerator
     from MRSynthLib.registry import load_backend, resolve_model
-    from MRSynthLib.synthesis import _bbox, _pad_to, prepare, run_slices, style_code
+    from MRSynthLib.synthesis import brain_crop, pad_to_multiple, prepare, run_slices, style_code
 
     torch.set_num_threads(THREADS)
     rows: list[tuple[str, str, str]] = []
@@ -72,8 +72,8 @@ def main() -> int:
     style = style_code(onnx_engine, "FLAIR")
     m = prepared.mask
     todo = [i for i in range(m.shape[0]) if m[i].any()]
-    rows_, cols_ = _bbox(m[todo].any(axis=0))
-    images, _ = _pad_to(prepared.stack[:, todo][:, :, rows_, cols_].transpose(1, 0, 2, 3))
+    rows_, cols_ = brain_crop(m[todo].any(axis=0))
+    images, _ = pad_to_multiple(prepared.stack[:, todo][:, :, rows_, cols_].transpose(1, 0, 2, 3))
     n = len(images)
     avail = np.repeat(prepared.available[None], n, 0)
     styles = np.repeat(style[None], n, 0)

@@ -21,6 +21,19 @@ class DataConfig:
     simulated_seed: int = 1000
     real_weight: float = 0.5
     patch: int = 128
+    paired: bool = True  # False: each contrast from a different subject/slice (Hyper-GAN's unpaired setting)
+    context: int = 0  # 2.5D: neighbouring slices on each side
+    axis: str = "axial"
+    augment: bool = True
+    flip: float = 0.5
+    gamma: float = 0.3
+    scale: float = 0.0
+    bias: float = 0.0
+    bias_strength: float = 0.3
+    noise: float = 0.0
+    noise_std: float = 0.03
+    extra_roots: list[str] = field(default_factory=list)  # more subject folders / BIDS roots
+    extra_weights: list[float] = field(default_factory=list)
 
 
 @dataclass

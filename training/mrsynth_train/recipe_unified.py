@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from MRSynthLib.nets.unified import UnifiedConfig, UnifiedModel
 
-from .config import TrainConfig
+from .config import TrainConfig, from_dict
 from .data import Batch
+
+
+@dataclass
+class UnifiedOptions:
+    ref_style_prob: float = 0.5  # share of samples generated with the style encoded from the true target
 
 
 class UnifiedRecipe:
@@ -19,10 +26,14 @@ class UnifiedRecipe:
 
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
+        self.options = from_dict(UnifiedOptions, cfg.options, "options.")
         self.model = UnifiedModel(UnifiedConfig(**vars(cfg.model)))
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=max(cfg.steps, 1),
                                                                     eta_min=cfg.lr * 0.05)
+
+    def inference_module(self) -> torch.nn.Module:
+        return self.model.generator
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"model": self.model}
@@ -42,7 +53,7 @@ class UnifiedRecipe:
         model = self.model.train()
         ref = model.style_encoder(t["truth"])
         mean = model.mean_styles[t["target"]]
-        use_ref = (torch.rand(ref.shape[0], 1) < 0.5).float()
+        use_ref = (torch.rand(ref.shape[0], 1) < self.options.ref_style_prob).float()
         style = use_ref * ref + (1 - use_ref) * mean
         pred = model.generator(t["images"], t["available"], style)
         l1 = ((pred - t["truth"]).abs() * t["mask"]).sum() / t["mask"].sum().clamp(min=1.0)

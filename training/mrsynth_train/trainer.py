@@ -16,7 +16,7 @@ import numpy as np
 from MRSynthLib.errors import MRSynthError
 
 from .config import TrainConfig, to_dict
-from .data import SliceSampler, load_root, simulated_subjects
+from .data import Augment, SliceSampler, load_root, mixture_weights, simulated_subjects
 
 RECIPES = {
     "unified": "recipe_unified:UnifiedRecipe",
@@ -39,19 +39,37 @@ def build_recipe(cfg: TrainConfig):
     return getattr(importlib.import_module(f"{__package__}.{module}"), cls)(cfg)
 
 
+def _resolve(path: str, root_dir: Path | None) -> Path:
+    p = Path(path)
+    return (root_dir / p).resolve() if not p.is_absolute() and root_dir is not None else p
+
+
 def build_sampler(cfg: TrainConfig, root_dir: Path | None = None) -> tuple[SliceSampler, dict]:
+    """Real roots + extra roots + the simulator, mixed with the configured weights."""
     d = cfg.data
-    root = Path(d.real_root)
-    if not root.is_absolute() and root_dir is not None:
-        root = (root_dir / root).resolve()
-    real, skipped = (load_root(root, d.real_include or None, d.real_exclude or None) if d.real_weight > 0
-                     else ([], 0))
+    if len(d.extra_weights) != len(d.extra_roots):
+        raise MRSynthError(f"data.extra_roots has {len(d.extra_roots)} entries but data.extra_weights has "
+                           f"{len(d.extra_weights)}")
+    real, skipped = ([], 0)
+    if d.real_weight > 0:
+        real, skipped = load_root(_resolve(d.real_root, root_dir), d.real_include or None, d.real_exclude or None)
+    extras = []
+    for root in d.extra_roots:
+        subjects, n_skipped = load_root(_resolve(root, root_dir))
+        extras.append(subjects)
+        skipped += n_skipped
     sims = simulated_subjects(d.simulated, tuple(d.simulated_shape), d.simulated_seed) if d.simulated else []
-    subjects = real + sims
-    weights = ([d.real_weight / max(len(real), 1)] * len(real)
-               + [(1 - d.real_weight if real else 1.0) / max(len(sims), 1)] * len(sims))
-    info = {"real": [s.name for s in real], "simulated": len(sims), "skipped": skipped}
-    return SliceSampler(subjects, weights, patch=d.patch, seed=cfg.seed), info
+    sim_weight = max(0.0, 1.0 - d.real_weight) if (real or extras) else 1.0
+    groups = [real, *extras, sims]
+    weights = mixture_weights(groups, [d.real_weight, *d.extra_weights, sim_weight])
+    augment = (Augment(flip=d.flip, gamma=d.gamma, scale=d.scale, bias=d.bias, bias_strength=d.bias_strength,
+                       noise=d.noise, noise_std=d.noise_std) if d.augment else False)
+    subjects = [s for g in groups for s in g]
+    info = {"real": [s.name for s in real], "extra": [[s.name for s in g] for g in extras],
+            "simulated": len(sims), "skipped": skipped}
+    sampler = SliceSampler(subjects, weights, patch=d.patch, seed=cfg.seed, augment=augment, paired=d.paired,
+                           context=d.context, axis=d.axis)
+    return sampler, info
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
