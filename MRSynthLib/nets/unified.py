@@ -6,7 +6,9 @@ One network carries the ideas of the seed methods:
 - target = style code in the decoder (Hyper-GAN-CIN, MIST/StarGAN v2): each contrast has a learned
   mean style; a style encoder maps a reference image to a code; target choice, reference style and
   style interpolation are all the same mechanism (a point in style space);
-- U-Net-like additive skips keep anatomy sharp at low cost.
+- U-Net-like additive skips keep anatomy sharp at low cost;
+- a per-voxel path (1×1 convs, FiLM-modulated by the style, *no* normalization) keeps the absolute
+  intensity relations between inputs that instance normalization removes from the main path.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class UnifiedConfig:
     ngf: int = 16
     n_blocks: int = 6
     style_dim: int = 8
+    pointwise: int = 32  # width of the un-normalized per-voxel path (0 = off)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -43,6 +46,13 @@ class UnifiedGenerator(nn.Module):
         self.up1 = StyledUp(4 * f, 2 * f, s)
         self.up2 = StyledUp(2 * f, f, s)
         self.out = nn.Conv2d(f, 1, 5, padding=2, padding_mode="reflect")
+        self.pointwise = cfg.pointwise
+        if cfg.pointwise:
+            self.point_in = nn.Conv2d(2 * c, cfg.pointwise, 1)
+            self.point_film = nn.Linear(s, 2 * cfg.pointwise)
+            nn.init.zeros_(self.point_film.weight)
+            nn.init.zeros_(self.point_film.bias)
+            self.point_out = nn.Conv2d(cfg.pointwise, 1, 1)
 
     def forward(self, images: torch.Tensor, available: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         avail = available[:, :, None, None]
@@ -54,7 +64,11 @@ class UnifiedGenerator(nn.Module):
             h = block(h, style)
         h = self.up1(h, style) + e1
         h = self.up2(h, style) + e0
-        return self.out(h)
+        out = self.out(h)
+        if self.pointwise:
+            gamma, beta = self.point_film(style)[:, :, None, None].chunk(2, dim=1)
+            out = out + self.point_out(torch.relu(self.point_in(x) * (1 + gamma) + beta))
+        return out
 
 
 class StyleEncoder(nn.Module):

@@ -41,6 +41,7 @@ class ModelConfig:
     ngf: int = 16
     n_blocks: int = 6
     style_dim: int = 8
+    pointwise: int = 32
 
 
 @dataclass

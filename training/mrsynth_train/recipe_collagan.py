@@ -19,6 +19,7 @@ from .nets.collagan import CollaGANGenerator
 from .nets.common import PatchDiscriminator
 from .recipe_common import (
     N_CONTRASTS,
+    OneHotGeneratorRecipe,
     adam,
     linear_decay,
     one_hot,
@@ -41,7 +42,7 @@ class CollaGANOptions:
     decay_from: float = 0.5
 
 
-class CollaGANRecipe:
+class CollaGANRecipe(OneHotGeneratorRecipe):
     name = "collagan"
     Options = CollaGANOptions
 
@@ -56,17 +57,6 @@ class CollaGANRecipe:
 
     def modules(self) -> dict[str, nn.Module]:
         return {"generator": self.generator, "discriminator": self.discriminator}
-
-    def optimizers(self) -> dict:
-        return {"opt_g": self.opt_g, "opt_d": self.opt_d, "sched_g": self.sched[0], "sched_d": self.sched[1]}
-
-    def inference_module(self) -> nn.Module:
-        return self.generator
-
-    @torch.no_grad()
-    def predict(self, images: torch.Tensor, available: torch.Tensor, target: int) -> torch.Tensor:
-        g = self.generator.eval()
-        return g(images, available, one_hot(target, batch=images.shape[0])).clamp(0, 1)
 
     def _cycles(self, images: torch.Tensor, available: torch.Tensor, target: torch.Tensor,
                 fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -224,3 +224,43 @@ def patch_discriminators(contrasts: set[int], ndf: int) -> nn.ModuleDict:
     from .nets.common import PatchDiscriminator  # noqa: PLC0415
 
     return nn.ModuleDict({CONTRASTS[c]: PatchDiscriminator(1, ndf) for c in sorted(contrasts)})
+
+
+def optimize(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """One optimizer update: zero the gradients, back-propagate, step."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+def update_pair_discriminators(recipe, d_a: nn.Module, d_b: nn.Module, real_a: torch.Tensor, real_b: torch.Tensor,
+                               fake_a: torch.Tensor, fake_b: torch.Tensor, ca: str, cb: str) -> torch.Tensor:
+    """The discriminator half of a two-domain GAN step (history pools, LSGAN), then the LR schedules."""
+    set_requires_grad([d_a, d_b], True)
+    loss_d = (discriminator_loss(d_a, real_a, recipe.pools[ca].query(fake_a))
+              + discriminator_loss(d_b, real_b, recipe.pools[cb].query(fake_b)))
+    optimize(recipe.opt_d, loss_d)
+    for s in recipe.sched:
+        s.step()
+    return loss_d
+
+
+class OneHotGeneratorRecipe:
+    """Shared plumbing of the multi-contrast GAN recipes whose generator takes
+    (images, available, one-hot target) and that train with opt_g/opt_d and two LR schedules."""
+
+    generator: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    sched: list
+
+    def optimizers(self) -> dict:
+        return {"opt_g": self.opt_g, "opt_d": self.opt_d, "sched_g": self.sched[0], "sched_d": self.sched[1]}
+
+    def inference_module(self) -> nn.Module:
+        return self.generator
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, available: torch.Tensor, target: int) -> torch.Tensor:
+        g = self.generator.eval()
+        return g(images, available, one_hot(target, batch=images.shape[0])).clamp(0, 1)

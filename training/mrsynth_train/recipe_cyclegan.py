@@ -20,12 +20,13 @@ from .recipe_common import (
     PairwiseRecipe,
     adam,
     direction_key,
-    discriminator_loss,
     linear_decay,
+    optimize,
     patch_discriminators,
     set_requires_grad,
     to_tensors,
     unpaired_sides,
+    update_pair_discriminators,
 )
 
 
@@ -84,17 +85,7 @@ class CycleGANRecipe(PairwiseRecipe):
         if o.lambda_identity > 0:
             idt = losses.l1(g_ab(real_b), real_b) + losses.l1(g_ba(real_a), real_a)
             loss_g = loss_g + o.lambda_identity * o.lambda_cycle * idt
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_g.step()
-
-        set_requires_grad([d_a, d_b], True)
-        loss_d = (discriminator_loss(d_a, real_a, self.pools[ca].query(fake_a))
-                  + discriminator_loss(d_b, real_b, self.pools[cb].query(fake_b)))
-        self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_d.step()
-        for s in self.sched:
-            s.step()
+        optimize(self.opt_g, loss_g)
+        loss_d = update_pair_discriminators(self, d_a, d_b, real_a, real_b, fake_a, fake_b, ca, cb)
         return {"loss_g": loss_g.item(), "adv": adv.item(), "cycle": cyc.item(), "identity": idt.item(),
                 "loss_d": loss_d.item()}

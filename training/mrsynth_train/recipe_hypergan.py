@@ -24,15 +24,17 @@ from .nets.hypergan import ContrastClassifier, HyperGANGenerator
 from .recipe_common import (
     N_CONTRASTS,
     ImagePool,
+    OneHotGeneratorRecipe,
     adam,
-    discriminator_loss,
     linear_decay,
     one_hot,
+    optimize,
     parse_options,
     patch_discriminators,
     set_requires_grad,
     to_tensors,
     unpaired_sides,
+    update_pair_discriminators,
 )
 
 
@@ -61,7 +63,7 @@ class HyperGANOptions:
                 raise MRSynthError(f"options.{k} must be ≥ 0")
 
 
-class HyperGANRecipe:
+class HyperGANRecipe(OneHotGeneratorRecipe):
     name = "hypergan"
     Options = HyperGANOptions
 
@@ -79,17 +81,6 @@ class HyperGANRecipe:
 
     def modules(self) -> dict[str, nn.Module]:
         return {"generator": self.generator, "classifier": self.classifier, "discriminators": self.discriminators}
-
-    def optimizers(self) -> dict:
-        return {"opt_g": self.opt_g, "opt_d": self.opt_d, "sched_g": self.sched[0], "sched_d": self.sched[1]}
-
-    def inference_module(self) -> nn.Module:
-        return self.generator
-
-    @torch.no_grad()
-    def predict(self, images: torch.Tensor, available: torch.Tensor, target: int) -> torch.Tensor:
-        g = self.generator.eval()
-        return g(images, available, one_hot(target, batch=images.shape[0])).clamp(0, 1)
 
     def _pick(self, has: torch.Tensor) -> tuple[int, int]:
         present = [c for c in range(N_CONTRASTS) if bool((has[:, c] > 0).any())]
@@ -133,16 +124,6 @@ class HyperGANRecipe:
             terms["class"] = (self._class_loss(f_a, a) + self._class_loss(f_b, b)
                               + self._class_loss(f_fb, b) + self._class_loss(f_fa, a))
         loss_g = sum(weights[k] * v for k, v in terms.items())
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_g.step()
-
-        set_requires_grad([d_a, d_b], True)
-        loss_d = (discriminator_loss(d_a, real_a, self.pools[ca].query(fake_a))
-                  + discriminator_loss(d_b, real_b, self.pools[cb].query(fake_b)))
-        self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_d.step()
-        for s in self.sched:
-            s.step()
+        optimize(self.opt_g, loss_g)
+        loss_d = update_pair_discriminators(self, d_a, d_b, real_a, real_b, fake_a, fake_b, ca, cb)
         return {"loss_g": float(loss_g.item()), **{k: v.item() for k, v in terms.items()}, "loss_d": loss_d.item()}
