@@ -40,10 +40,10 @@ def test_report_files(tmp_path):
 
 
 def test_evaluate_a_trained_run_end_to_end(tmp_path, small_subject):
-    from MRSynthLib.io import write_volume
     from mrsynth_train.cli import main
     from mrsynth_train.config import TrainConfig, from_dict
     from mrsynth_train.trainer import train
+    from MRSynthLib.io import write_volume
 
     cfg = from_dict(TrainConfig, {"steps": 2, "batch_size": 2, "threads": 2,
                                   "data": {"real_weight": 0.0, "simulated": 1, "simulated_shape": [40, 48, 40],

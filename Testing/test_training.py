@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from MRSynthLib.errors import MRSynthError
 from mrsynth_train.config import TrainConfig, from_dict, load_config
+from MRSynthLib.errors import MRSynthError
 
 
 def _tiny_cfg(**over) -> TrainConfig:
@@ -87,10 +87,10 @@ def test_shipped_configs_are_valid():
 
 def test_export_round_trip_matches_torch(tmp_path, small_subject):
     """Train a few steps, export to ONNX, synthesize through the CLI model path; torch agrees to 1e-4."""
-    from MRSynthLib.registry import load_backend, resolve_model
-    from MRSynthLib.synthesis import synthesize
     from mrsynth_train.export import export_run
     from mrsynth_train.trainer import train
+    from MRSynthLib.registry import load_backend, resolve_model
+    from MRSynthLib.synthesis import synthesize
 
     train(_tiny_cfg(steps=3), tmp_path / "run", progress=False)
     card = export_run(tmp_path / "run", tmp_path / "bundle", model_id="roundtrip")

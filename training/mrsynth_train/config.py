@@ -49,7 +49,7 @@ class TrainConfig:
     recipe: str = "unified"
     seed: int = 0
     steps: int = 1000
-    max_seconds: float = 0.0  # wall-clock budget (0 = none): equal-budget comparisons stop on time, not steps
+    cpu_budget_s: float = 0.0  # CPU-time budget of this process, all threads (0 = none); immune to machine load
     batch_size: int = 8
     lr: float = 1e-3
     style_reg: float = 0.05

@@ -134,11 +134,11 @@ def _preview_grid(recipe, batch) -> np.ndarray:
     return np.clip(np.concatenate(rows, axis=0), 0, 1)[None]
 
 
-def _out_of_time(t0: float, budget: float, dist) -> bool:
-    """All ranks stop at the same step: rank 0's clock decides."""
+def _out_of_time(cpu0: float, budget: float, dist) -> bool:
+    """CPU seconds (all threads) since ``cpu0`` ≥ budget; all ranks stop at the same step (rank 0 decides)."""
     import torch  # noqa: PLC0415
 
-    flag = torch.tensor([float(time.perf_counter() - t0 >= budget)])
+    flag = torch.tensor([float(time.process_time() - cpu0 >= budget)])
     if dist.world > 1:
         import torch.distributed as tdist  # noqa: PLC0415
 
@@ -194,10 +194,11 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, max_steps: int | No
     bar = tqdm(total=total, initial=step, desc=f"train {cfg.recipe}", disable=not (progress and dist.main),
                dynamic_ncols=True)
     t0 = time.perf_counter() - wall
+    cpu0 = time.process_time()
     log = open(out / "log.jsonl", "a") if dist.main else None  # noqa: SIM115
     try:
         while step < total:
-            if cfg.max_seconds and _out_of_time(t0, cfg.max_seconds, dist):
+            if cfg.cpu_budget_s and _out_of_time(cpu0, cfg.cpu_budget_s, dist):
                 break
             losses = recipe.train_step(distributed.shard(sampler.sample(cfg.batch_size), dist))
             step += 1
@@ -226,7 +227,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, max_steps: int | No
     wall = time.perf_counter() - t0
     if dist.main and step % cfg.checkpoint_every != 0 and step != total:
         save_checkpoint(ckpt, step, recipe, sampler, wall)
-    summary = {"steps": step, "wall_s": round(wall, 1), "losses": losses, "data": data_info,
+    summary = {"steps": step, "wall_s": round(wall, 1), "cpu_s": round(time.process_time() - cpu0, 1), "losses": losses, "data": data_info,
                "world_size": dist.world}
     if dist.main:
         for name, module in recipe.modules().items():

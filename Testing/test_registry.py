@@ -1,0 +1,74 @@
+"""Model registry, SHA256 checks and safe weight loading."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from MRSynthLib.errors import MRSynthError
+from MRSynthLib.registry import list_models, load_registry, resolve_model, resources_dir, sha256
+
+
+def test_every_registered_bundled_model_matches_its_hashes():
+    registry = load_registry()
+    assert registry["default"] in [m["id"] for m in registry["models"]]
+    for entry in list_models():
+        folder = resources_dir() / "Models"
+        assert sha256(folder / entry["card"]["name"]) == entry["card"]["sha256"]
+        for f in entry["files"].values():
+            assert sha256(folder / f["name"]) == f["sha256"]
+        assert entry["license"] and entry["contrasts"]
+
+
+def test_default_model_resolves_and_is_small_enough():
+    bundle = resolve_model(None, roles=("generator", "style", "weights"))
+    total = sum(bundle.file(r).stat().st_size for r in ("generator", "style", "weights"))
+    assert total <= 20 * 1024 * 1024
+    card = bundle.card
+    assert card["gmac_per_256_slice"] <= 12
+    assert card["validation"] is not None
+
+
+def test_tampered_registered_model_is_refused(tmp_path, monkeypatch):
+    res = tmp_path / "Resources"
+    shutil.copytree(resources_dir(), res, ignore=shutil.ignore_patterns("Icons"))
+    monkeypatch.setenv("MRSYNTH_RESOURCES", str(res))
+    entry = load_registry()["models"][0]
+    onnx = res / "Models" / entry["files"]["generator"]["name"]
+    onnx.write_bytes(onnx.read_bytes()[:-1] + b"\x00")
+    with pytest.raises(MRSynthError, match="SHA256 mismatch"):
+        resolve_model(entry["id"])
+
+
+def test_registered_but_missing_model_points_to_the_cache(tmp_path, monkeypatch):
+    res = tmp_path / "Resources"
+    (res / "Models").mkdir(parents=True)
+    (res / "Models.json").write_text(json.dumps({"default": "x", "models": [
+        {"id": "x", "version": "1", "card": {"name": "x.json", "sha256": "0" * 64}, "files": {},
+         "contrasts": [], "license": "Apache-2.0", "url": "https://example.org/x"}]}))
+    monkeypatch.setenv("MRSYNTH_RESOURCES", str(res))
+    monkeypatch.setenv("MRSYNTH_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(MRSynthError, match="not installed"):
+        resolve_model("x")
+
+
+def test_unknown_model_name_lists_the_known_ones():
+    with pytest.raises(MRSynthError, match="unknown model"):
+        resolve_model("no-such-model")
+
+
+def test_weights_are_loaded_without_unpickling_code(tmp_path):
+    import torch
+
+    from MRSynthLib.backends.torch_backend import load_state_dict
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("this would run arbitrary code",))
+
+    bad = tmp_path / "evil.pt"
+    torch.save({"w": Evil()}, bad)
+    with pytest.raises(MRSynthError, match="cannot load weights safely"):
+        load_state_dict(bad)
