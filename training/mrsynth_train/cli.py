@@ -23,6 +23,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("run")
     e.add_argument("--out", required=True, help="folder for the model bundle")
     e.add_argument("--id", default=None)
+    e.add_argument("--version", default="1.0.0")
+    e.add_argument("--register", default=None, metavar="MODELS_JSON",
+                   help="add the bundle to this registry (e.g. Resources/Models.json) and make it the default")
+    e.add_argument("--url", default="", help="download URL recorded in the registry")
     v = sub.add_parser("validate", help="whole-volume 3→1 validation on real subjects with the histogram baseline")
     v.add_argument("run")
     v.add_argument("--data", required=True)
@@ -54,7 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "export":
             from .export import export_run  # noqa: PLC0415
 
-            card = export_run(Path(args.run), Path(args.out), model_id=args.id)
+            card = export_run(Path(args.run), Path(args.out), model_id=args.id, version=args.version)
+            if args.register:
+                from .export import register_bundle  # noqa: PLC0415
+
+                register_bundle(Path(args.out) / f"{card['id']}.json", Path(args.register), url=args.url)
             print(json.dumps({k: card[k] for k in ("id", "files")}, indent=2))
         elif args.command == "validate":
             from .validate import validate_run  # noqa: PLC0415
