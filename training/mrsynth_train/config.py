@@ -27,6 +27,7 @@ class DataConfig:
     augment: bool = True
     flip: float = 0.5
     gamma: float = 0.3
+    gamma_range: list[float] = field(default_factory=lambda: [0.8, 1.25])
     scale: float = 0.0
     bias: float = 0.0
     bias_strength: float = 0.3

@@ -62,7 +62,7 @@ def build_sampler(cfg: TrainConfig, root_dir: Path | None = None) -> tuple[Slice
     sim_weight = max(0.0, 1.0 - d.real_weight) if (real or extras) else 1.0
     groups = [real, *extras, sims]
     weights = mixture_weights(groups, [d.real_weight, *d.extra_weights, sim_weight])
-    augment = (Augment(flip=d.flip, gamma=d.gamma, scale=d.scale, bias=d.bias, bias_strength=d.bias_strength,
+    augment = (Augment(flip=d.flip, gamma=d.gamma, gamma_range=tuple(d.gamma_range), scale=d.scale, bias=d.bias, bias_strength=d.bias_strength,
                        noise=d.noise, noise_std=d.noise_std) if d.augment else False)
     subjects = [s for g in groups for s in g]
     info = {"real": [s.name for s in real], "extra": [[s.name for s in g] for g in extras],
