@@ -6,6 +6,7 @@ sampler only crops; a subject with a missing or corrupt file is skipped with a w
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from dataclasses import dataclass
@@ -129,11 +130,17 @@ def mixture_weights(groups: list[list], weights: list[float]) -> list[float]:
 
 
 def simulated_subjects(n: int, shape: tuple[int, int, int], seed: int = 1000) -> list[SubjectArrays]:
+    """``n`` simulated subjects (cached per process: an equal-budget comparison trains many recipes on them)."""
+    return list(_simulated_cached(int(n), tuple(int(x) for x in shape), int(seed)))
+
+
+@functools.lru_cache(maxsize=4)
+def _simulated_cached(n: int, shape: tuple[int, int, int], seed: int) -> tuple[SubjectArrays, ...]:
     out = []
     for i in range(n):
         s = simulate_subject(seed + i, shape=shape, lesion=(i % 3 != 2))
         out.append(_from_volumes(f"sim-{seed + i}", s.volumes, s.mask.array > 0))
-    return out
+    return tuple(out)
 
 
 @dataclass
