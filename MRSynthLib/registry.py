@@ -55,7 +55,7 @@ def load_registry() -> dict:
     path = resources_dir() / "Models.json"
     if not path.exists():
         raise MRSynthError("model registry not found", str(path))
-    return json.loads(path.read_text())
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def list_models() -> list[dict]:
@@ -86,7 +86,7 @@ def _check(path: Path, expected: str) -> None:
 
 def _bundle_from_card(card_path: Path, expected: dict | None = None, roles: tuple[str, ...] = ()) -> ModelBundle:
     try:
-        card = json.loads(card_path.read_text())
+        card = json.loads(card_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise MRSynthError(f"unreadable model card ({exc.__class__.__name__})", str(card_path)) from None
     if "files" not in card:

@@ -34,9 +34,9 @@ def test_wilcoxon_hand_computed():
 
 def test_report_files(tmp_path):
     write_report(_rows(), tmp_path, wilcoxon(_rows(), "A", "B"))
-    csv_text = (tmp_path / "metrics.csv").read_text().splitlines()
+    csv_text = (tmp_path / "metrics.csv").read_text(encoding="utf-8").splitlines()
     assert csv_text[0].startswith("run,recipe,subject,target,MAE,PSNR,SSIM") and len(csv_text) == 13
-    assert "Wilcoxon" in (tmp_path / "summary.md").read_text()
+    assert "Wilcoxon" in (tmp_path / "summary.md").read_text(encoding="utf-8")
 
 
 def test_evaluate_a_trained_run_end_to_end(tmp_path, small_subject):
@@ -55,6 +55,6 @@ def test_evaluate_a_trained_run_end_to_end(tmp_path, small_subject):
     for c in ("T1", "T2", "FLAIR"):
         write_volume(small_subject.volumes[c], data / f"{c}.nii.gz")
     assert main(["evaluate", str(tmp_path / "run"), "--data", str(tmp_path / "data"), "--out", str(tmp_path / "ev")]) == 0
-    lines = (tmp_path / "ev" / "metrics.csv").read_text().splitlines()
+    lines = (tmp_path / "ev" / "metrics.csv").read_text(encoding="utf-8").splitlines()
     assert len(lines) == 4  # header + 3 targets (3→1 becomes 2→1 with three contrasts)
     assert len(list((tmp_path / "ev" / "montages").glob("*.png"))) == 3

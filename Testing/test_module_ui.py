@@ -46,7 +46,7 @@ def ui_xml():
 
 @pytest.fixture(scope="module")
 def code_names():
-    text = MODULE.read_text()
+    text = MODULE.read_text(encoding="utf-8")
     names = set(re.findall(r"self\.ui\.(\w+)", text))
     if 'f"input{contrast}Selector"' in text:
         names |= {f"input{c}Selector" for c in CONTRASTS}

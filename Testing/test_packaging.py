@@ -17,7 +17,7 @@ MODULE_DIR = ROOT / "MRSynth"
 
 def _cmake_sets(path: Path) -> dict[str, list[str]]:
     """``set(NAME a b c)`` blocks of a CMake file (comments dropped, ${MODULE_NAME} expanded)."""
-    text = "\n".join(line.split("#", 1)[0] for line in path.read_text().splitlines())
+    text = "\n".join(line.split("#", 1)[0] for line in path.read_text(encoding="utf-8").splitlines())
     module = re.search(r"set\(MODULE_NAME\s+(\w+)\)", text)
     out = {}
     for name, body in re.findall(r"set\((\w+)\s+([^)]*)\)", text, flags=re.S):
@@ -50,26 +50,26 @@ def test_engine_is_packaged_completely():
     resources = set(sets["MRSYNTHLIB_RESOURCES"])
     assert data <= resources, f"engine data files not packaged: {data - resources}"
     assert "Resources/Models.json" in resources and (ROOT / "Resources" / "Models.json").exists()
-    cmake = (MODULE_DIR / "CMakeLists.txt").read_text()
+    cmake = (MODULE_DIR / "CMakeLists.txt").read_text(encoding="utf-8")
     assert "Resources/Models/*" in cmake and "SOURCE_DIR ${CMAKE_CURRENT_SOURCE_DIR}/.." in cmake
     for value in resources - {"${MRSYNTH_MODEL_FILES}"}:
         assert (ROOT / value).exists(), value
 
 
 def test_extension_metadata_is_complete():
-    text = (ROOT / "CMakeLists.txt").read_text()
+    text = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
     meta = dict(re.findall(r'set\((EXTENSION_\w+)\s+"([^"]*)"\)', text))
     for key in ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS", "DEPENDS"):
         assert meta.get(f"EXTENSION_{key}"), key
     assert meta["EXTENSION_CATEGORY"] == "Image Synthesis"
     assert "add_subdirectory(MRSynth)" in text and "Slicer_EXTENSION_CPACK" in text
     assert meta["EXTENSION_ICONURL"].endswith("MRSynth/Resources/Icons/MRSynth.png")
-    entry = json.loads((ROOT / "MRSynth.json").read_text())
+    entry = json.loads((ROOT / "MRSynth.json").read_text(encoding="utf-8"))
     assert re.search(r"catalog-entry-schema-v1\.0\.\d+\.json", entry["$schema"])
     assert entry["category"] == meta["EXTENSION_CATEGORY"]
     assert entry["scm_url"].startswith("https://") and entry["scm_revision"] and entry["build_subdirectory"]
     assert isinstance(entry["build_dependencies"], list) and entry["tier"] in (1, 3, 5)
-    assert "slicerMacroBuildScriptedModule" in (MODULE_DIR / "CMakeLists.txt").read_text()
+    assert "slicerMacroBuildScriptedModule" in (MODULE_DIR / "CMakeLists.txt").read_text(encoding="utf-8")
 
 
 def test_icon_is_128_square():
@@ -95,7 +95,7 @@ def test_sample_data_checksums_match_the_simulated_subject(tmp_path):
     from MRSynthLib.io import write_volume
     from MRSynthLib.phantom import simulate_subject
 
-    text = (MODULE_DIR / "MRSynthSlicerLib" / "InstallLogic.py").read_text()
+    text = (MODULE_DIR / "MRSynthSlicerLib" / "InstallLogic.py").read_text(encoding="utf-8")
     registered = dict(re.findall(r'"(sim_\w+\.nii\.gz)",\s*"SHA256:([0-9a-f]{64})"', text))
     assert len(registered) == 3
     subject = simulate_subject(7, shape=(144, 176, 144), lesion=True)

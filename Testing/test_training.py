@@ -26,7 +26,7 @@ def _tiny_cfg(**over) -> TrainConfig:
 
 
 def _log(run: Path) -> list[dict]:
-    return [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    return [json.loads(x) for x in (run / "log.jsonl").read_text(encoding="utf-8").splitlines()]
 
 
 def test_losses_are_finite_and_move(tmp_path):
@@ -122,7 +122,7 @@ def test_two_process_gloo_run_matches_one_process(tmp_path):
         assert proc.returncode == 0, proc.stderr[-2000:]
     one, two = _log(tmp_path / "one"), _log(tmp_path / "two")
     assert [r["step"] for r in two] == [1, 2, 3, 4, 5]
-    assert json.loads((tmp_path / "two" / "summary.json").read_text())["world_size"] == 2
+    assert json.loads((tmp_path / "two" / "summary.json").read_text(encoding="utf-8"))["world_size"] == 2
     l1_one, l1_two = np.array([r["l1"] for r in one]), np.array([r["l1"] for r in two])
     assert abs(l1_one[0] - l1_two[0]) < 0.02  # the same initial weights and global batch
     assert np.allclose(l1_one, l1_two, rtol=0.25)

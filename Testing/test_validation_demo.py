@@ -34,6 +34,6 @@ def test_demo_writes_every_promised_file(tmp_path):
     names = {p.name for p in tmp_path.iterdir()}
     assert {"sim_FLAIR_SYNTHETIC.nii.gz", "sim_FLAIR_truth.nii.gz", "montage.png", "metrics.json",
             "sim_T1_input.nii.gz", "sim_T1Gd_input.nii.gz", "sim_T2_input.nii.gz"} <= names
-    report = json.loads((tmp_path / "metrics.json").read_text())
+    report = json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8"))
     assert report["target"] == "FLAIR" and 0 < report["metrics"]["SSIM"] <= 1
     assert report["metrics"]["PSNR"] > 15  # the trained default model, not noise

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"{res['steps_per_cpu_s']:.2f} | " + " | ".join(cells) + f" | {mean('PSNR')} | {mean('MAE')} | "
                      f"{mean('SSIM')} |")
     table = "\n".join(lines) + "\n"
-    (out / "summary.md").write_text(table)
+    (out / "summary.md").write_text(table, encoding="utf-8")
     print(table)
     return 0
 

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                     evaluate_run(Path(run), subjects, None if args.no_montage else out / "montages")]
             test = wilcoxon(rows, Path(args.runs[0]).name, Path(args.runs[1]).name) if len(args.runs) == 2 else None
             write_report(rows, out, test)
-            print((out / "summary.md").read_text())
+            print((out / "summary.md").read_text(encoding="utf-8"))
         else:
             _parser().print_help()
             return 2

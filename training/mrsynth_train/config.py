@@ -103,7 +103,7 @@ def load_config(path: str | Path) -> TrainConfig:
     if not p.exists():
         raise MRSynthError("config file not found", str(p))
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise MRSynthError(f"invalid YAML: {str(exc).splitlines()[0]}", str(p)) from None
     if not isinstance(data, dict):

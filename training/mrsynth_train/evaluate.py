@@ -60,7 +60,7 @@ def load_run(run: Path):
     cfg_path = run / "config.json"
     if not cfg_path.exists():
         raise MRSynthError("not a run folder (no config.json)", str(run))
-    cfg = from_dict(TrainConfig, json.loads(cfg_path.read_text())["config"])
+    cfg = from_dict(TrainConfig, json.loads(cfg_path.read_text(encoding="utf-8"))["config"])
     recipe = build_recipe(cfg)
     for name, module in recipe.modules().items():
         weights = run / f"{name}.pt"

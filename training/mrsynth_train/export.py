@@ -25,7 +25,7 @@ def load_run_model(run: Path):
     cfg_path, weights = run / "config.json", run / "model.pt"
     if not cfg_path.exists() or not weights.exists():
         raise MRSynthError("not a finished run folder (config.json and model.pt needed)", str(run))
-    cfg = json.loads(cfg_path.read_text())["config"]
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))["config"]
     model = UnifiedModel(UnifiedConfig(**cfg["model"]))
     model.load_state_dict(torch.load(str(weights), map_location="cpu", weights_only=True))
     return model.eval(), cfg
@@ -56,8 +56,8 @@ def export_run(run: Path, out: Path, model_id: str | None = None, version: str =
     gen, sty, pt = out / f"{mid}.onnx", out / f"{mid}-style.onnx", out / f"{mid}.pt"
     export_onnx(model, gen, sty)
     shutil.copyfile(run / "model.pt", pt)
-    summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
-    validation = json.loads((run / "validation.json").read_text()) if (run / "validation.json").exists() else None
+    summary = json.loads((run / "summary.json").read_text(encoding="utf-8")) if (run / "summary.json").exists() else {}
+    validation = json.loads((run / "validation.json").read_text(encoding="utf-8")) if (run / "validation.json").exists() else None
     params = sum(p.numel() for p in model.generator.parameters())
     card = {
         "id": mid,
@@ -85,8 +85,8 @@ def export_run(run: Path, out: Path, model_id: str | None = None, version: str =
 
 def register_bundle(card_path: Path, registry_path: Path, url: str = "", default: bool = True) -> dict:
     """Add or replace the card's entry in ``Models.json`` (ids unique, SHA256 of card and files)."""
-    card = json.loads(card_path.read_text())
-    registry = json.loads(registry_path.read_text()) if registry_path.exists() else {"schema": 1, "models": []}
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    registry = json.loads(registry_path.read_text(encoding="utf-8")) if registry_path.exists() else {"schema": 1, "models": []}
     entry = {"id": card["id"], "version": card["version"], "card": {"name": card_path.name, "sha256": sha256(card_path)},
              "files": card["files"], "contrasts": card["contrasts"], "license": card["license"].split(" ")[0],
              "url": url, "size_bytes": sum((card_path.parent / f["name"]).stat().st_size for f in card["files"].values())}
