@@ -74,7 +74,8 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     progress = None if args.quiet else _tqdm_progress(f"{target} ({engine.name}/{engine.device})")
     result = synthesize(inputs, target, mask=mask, style_reference=ref, style_alpha=args.style_alpha,
                         second_target=args.style_target, register=args.register, n4=args.n4, plane=args.plane,
-                        batch_size=args.batch_size, progress=progress, engine=engine)
+                        batch_size=args.batch_size, progress=progress, engine=engine,
+                        match_histogram=args.match_histogram)
     result.metadata["MRSynth.Model"] = bundle.id
     result.metadata["descrip"] = f"SYNTHETIC {target} by MRSynth ({bundle.id}) - not an acquired image"
     write_volume(result, out, overwrite=args.force)
@@ -129,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--style-ref", default=None, help="reference volume whose protocol look to borrow")
     s.add_argument("--style-target", default=None, help="second contrast: α walks between two mean styles")
     s.add_argument("--style-alpha", type=float, default=0.0, help="0 = mean style of the target, 1 = reference")
+    s.add_argument("--match-histogram", action="store_true",
+                   help="also map the output's intensity histogram onto the reference's (strength --style-alpha)")
     s.add_argument("--register", action="store_true", help="rigidly register inputs to the first one")
     s.add_argument("--n4", action="store_true", help="N4 bias-field correction before normalization")
     s.add_argument("--plane", default="axial", choices=("axial", "coronal", "sagittal"))

@@ -118,3 +118,29 @@ def test_request_errors(small_subject, engines):
         synthesize({"FLAIR": small_subject.volumes["FLAIR"]}, "flair", engine=eng)
     with pytest.raises(MRSynthError, match="unknown contrast"):
         synthesize({"T1": small_subject.volumes["T1"]}, "DWI", engine=eng)
+
+
+def test_reference_histogram_matching_takes_the_references_distribution():
+    from MRSynthLib.phantom import simulate_subject
+    from MRSynthLib.preprocess import derive_mask, normalize
+    from MRSynthLib.synthesis import match_reference_histogram
+
+    ref = simulate_subject(seed=9, shape=(40, 48, 40), contrasts=("FLAIR",)).volumes["FLAIR"]
+    rng = np.random.default_rng(0)
+    out = rng.random((20, 30, 30)).astype(np.float32)
+    mask = np.zeros(out.shape, bool)
+    mask[2:18, 3:27, 3:27] = True
+    matched = match_reference_histogram(out, mask, ref, alpha=1.0)
+    rm = derive_mask([ref.array])
+    q = np.linspace(0.02, 0.98, 25)
+    assert np.allclose(np.quantile(matched[mask], q), np.quantile(normalize(ref.array, rm)[rm], q), atol=2e-3)
+    assert np.all(matched[~mask] == 0)
+    order = np.argsort(out[mask])
+    assert np.all(np.diff(matched[mask][order]) >= -1e-6)  # monotone: voxel order (anatomy) kept
+    half = match_reference_histogram(out, mask, ref, alpha=0.5)
+    assert np.allclose(half[mask], 0.5 * (out[mask] + matched[mask]), atol=2e-3)
+
+
+def test_histogram_matching_needs_a_reference(small_subject, engines):
+    with pytest.raises(MRSynthError, match="needs a style reference"):
+        synthesize(_inputs(small_subject), "FLAIR", engine=engines["onnx"], match_histogram=True)
