@@ -30,7 +30,7 @@ def run_demo(out: Path, seed: int = 7, backend: str = "onnx", device: str = "aut
     out.mkdir(parents=True, exist_ok=True)
     subject = simulate_subject(seed, shape=shape, lesion=True)
     for name, vol in subject.volumes.items():
-        tag = "truth" if name == DEMO_TARGET else "input"
+        tag = "truth" if name == DEMO_TARGET else ("input" if name in DEMO_INPUTS else "notused")
         write_volume(vol, out / f"sim_{name}_{tag}.nii.gz", overwrite=True)
     write_volume(subject.mask, out / "sim_brainmask.nii.gz", overwrite=True)
     progress = None

@@ -25,14 +25,12 @@ def resources_dir() -> Path:
     for candidate in (here.parent / "Resources", here / "Resources"):
         if (candidate / "Models.json").exists():
             return candidate
-    try:  # installed copy (pip install .): Resources/ is packaged as the data package mrsynth_resources
-        import importlib.resources  # noqa: PLC0415
+    import importlib.util  # noqa: PLC0415 - installed copy (pip install .): the data package mrsynth_resources
 
-        installed = Path(str(importlib.resources.files("mrsynth_resources")))
-        if (installed / "Models.json").exists():
-            return installed
-    except (ImportError, TypeError):
-        pass
+    spec = importlib.util.find_spec("mrsynth_resources")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(location) / "Models.json").exists():
+            return Path(location)
     return here.parent / "Resources"
 
 

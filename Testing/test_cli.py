@@ -164,3 +164,21 @@ def test_bad_input_gives_one_line_and_writes_nothing(problem, case, tiny_bundle,
         assert not out.exists()
     assert {p: p.stat().st_mtime_ns for p in case.iterdir()} == before  # inputs untouched
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no temp files
+
+
+def test_onnx_path_runs_without_torch(case, tiny_bundle, tmp_path):
+    """The default onnxruntime path must work on a machine without PyTorch: make `import torch` fail."""
+    import os
+
+    blocker = tmp_path / "blocker" / "torch"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('torch is blocked for this test')\n", encoding="utf-8")
+    out = tmp_path / "o.nii.gz"
+    env = dict(os.environ, PYTHONPATH=str(blocker.parent))
+    proc = subprocess.run([sys.executable, "-m", "MRSynthLib.cli", *_synth_args(case, tiny_bundle, out)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert out.exists()
+    proc = subprocess.run([sys.executable, "-m", "MRSynthLib.cli", *_synth_args(case, tiny_bundle, tmp_path / "t.nii.gz"),
+                           "--backend", "torch"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2 and "needs PyTorch" in proc.stderr
