@@ -78,3 +78,17 @@ def test_gadolinium_enhances_only_the_lesion_rim():
     # scanner gains differ per contrast, so compare ratios between tissues of the same subject
     assert np.median(ratio[rim]) > 1.3 * np.median(ratio[wm])
     assert np.median(ratio[core]) < np.median(ratio[rim])
+
+
+def test_n4_removes_most_of_a_smooth_bias_field():
+    from MRSynthLib.preprocess import n4_correct
+
+    s = simulate_subject(seed=12, shape=(48, 56, 48), lesion=False)
+    mask = s.mask.array > 0
+    clean = s.volumes["T1"].array.astype(np.float64)
+    k, j, i = np.meshgrid(*[np.linspace(-1, 1, n) for n in clean.shape], indexing="ij")
+    biased = (clean * np.exp(0.4 * i + 0.2 * k)).astype(np.float32)
+    corrected = n4_correct(biased, mask)
+    # compare log-ratios to the clean image inside the brain: the field's spread must shrink a lot
+    spread = lambda a: float(np.std(np.log(np.maximum(a[mask], 1e-3)) - np.log(np.maximum(clean[mask], 1e-3))))  # noqa: E731
+    assert spread(corrected) < 0.5 * spread(biased)
