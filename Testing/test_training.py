@@ -126,3 +126,18 @@ def test_two_process_gloo_run_matches_one_process(tmp_path):
     l1_one, l1_two = np.array([r["l1"] for r in one]), np.array([r["l1"] for r in two])
     assert abs(l1_one[0] - l1_two[0]) < 0.02  # the same initial weights and global batch
     assert np.allclose(l1_one, l1_two, rtol=0.25)
+
+
+def test_style_reconstruction_option_trains_and_rejects_unknown_options(tmp_path):
+    from mrsynth_train.trainer import build_recipe, build_sampler
+
+    cfg = _tiny_cfg(options={"style_recon": 1.0, "random_style_prob": 0.5})
+    sampler, _ = build_sampler(cfg)
+    recipe = build_recipe(cfg)
+    before = [p.detach().clone() for p in recipe.model.style_encoder.parameters()]
+    losses = [recipe.train_step(sampler.sample(4)) for _ in range(3)]
+    assert all(np.isfinite(v) for r in losses for v in r.values())
+    after = list(recipe.model.style_encoder.parameters())
+    assert any(not np.allclose(a.detach().numpy(), b.numpy()) for a, b in zip(after, before, strict=True))
+    with pytest.raises(MRSynthError, match="unknown config key 'options.style_recn'"):
+        build_recipe(_tiny_cfg(options={"style_recn": 1.0}))

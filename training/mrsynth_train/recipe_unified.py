@@ -15,6 +15,8 @@ from .data import Batch
 @dataclass
 class UnifiedOptions:
     ref_style_prob: float = 0.5  # share of samples generated with the style encoded from the true target
+    style_recon: float = 0.0  # StarGAN-v2 style reconstruction: the style encoder must recover the code
+    random_style_prob: float = 0.0  # share of samples generated from another contrast's mean style (needs style_recon)
 
 
 class UnifiedRecipe:
@@ -55,10 +57,21 @@ class UnifiedRecipe:
         mean = model.mean_styles[t["target"]]
         use_ref = (torch.rand(ref.shape[0], 1) < self.options.ref_style_prob).float()
         style = use_ref * ref + (1 - use_ref) * mean
+        o = self.options
+        # a few samples ask for another contrast's style: no pixel target, only the style must come back,
+        # so the generator cannot read the target from the availability mask and ignore the style code
+        other = torch.zeros_like(use_ref)
+        if o.style_recon and o.random_style_prob:
+            other = (torch.rand(ref.shape[0], 1) < o.random_style_prob).float()
+            rand_target = torch.randint(0, model.mean_styles.shape[0], (ref.shape[0],))
+            style = other * model.mean_styles[rand_target] + (1 - other) * style
         pred = model.generator(t["images"], t["available"], style)
-        l1 = ((pred - t["truth"]).abs() * t["mask"]).sum() / t["mask"].sum().clamp(min=1.0)
+        pixel = t["mask"] * (1 - other)[:, :, None, None]
+        l1 = ((pred - t["truth"]).abs() * pixel).sum() / pixel.sum().clamp(min=1.0)
         reg = ((ref - mean) ** 2).mean()
         loss = l1 + self.cfg.style_reg * reg
+        if o.style_recon:
+            loss = loss + o.style_recon * (model.style_encoder(pred) - style.detach()).abs().mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
