@@ -1,7 +1,8 @@
 """The README figure: inputs | synthetic FLAIR at several style-slider positions | truth | error map.
 
 Uses the shipped default model on a simulated subject it never saw (seed 7, the demo subject). The slider
-walks from FLAIR's mean style (α = 0) to T1's (α = 1), the MIST-GAN-style contrast transition.
+walks from FLAIR's mean style (α = 0) to PD's (α = 1; PD is not among the inputs), the MIST-GAN-style
+contrast transition.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def main() -> int:
     panels_in = [(c, canon(normalize(v.array, mask))[z]) for c, v in inputs.items()]
     walk = []
     for alpha in (0.0, 0.5, 1.0):
-        pred = synthesize(inputs, "FLAIR", engine=engine, mask=subject.mask, second_target="T1", style_alpha=alpha)
+        pred = synthesize(inputs, "FLAIR", engine=engine, mask=subject.mask, second_target="PD", style_alpha=alpha)
         walk.append((f"SYNTHETIC a={alpha:g}", canon(normalize(pred.array, mask))[z]))
     t = canon(normalize(truth.array, mask))[z]
     row1 = montage_png([*panels_in, ("FLAIR truth", t)], out / ".row1.png")
