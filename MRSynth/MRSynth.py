@@ -15,12 +15,10 @@ from typing import Annotated
 
 import qt
 import slicer
-import vtk
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
-    ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
@@ -29,7 +27,8 @@ _SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if os.path.isdir(os.path.join(_SOURCE_ROOT, "MRSynthLib")) and _SOURCE_ROOT not in sys.path:
     sys.path.insert(0, _SOURCE_ROOT)  # "Add module path" on the source tree: MRSynthLib sits beside MRSynth/
 
-from MRSynthSlicerLib import SAMPLE_FILES, InstallLogic, registerSampleData  # noqa: E402
+from MRSynthSlicerLib import InstallLogic, registerSampleData  # noqa: E402
+from MRSynthSlicerLib.SelfTest import MRSynthTest  # noqa: E402, F401 - Slicer looks the test up here
 
 CONTRASTS = ("T1", "T1Gd", "T2", "PD", "FLAIR")
 NO_SECOND = "(none)"
@@ -391,38 +390,3 @@ class MRSynthLogic(ScriptedLoadableModuleLogic, InstallLogic):
         session.write_slice(slicer.util.arrayFromVolume(output), index)
         slicer.util.arrayFromVolumeModified(output)
         return output
-
-
-class MRSynthTest(ScriptedLoadableModuleTest):
-    """Full path on "MRSynth sample brain": console API, labels, geometry, cancel-free background run."""
-
-    def setUp(self):
-        slicer.mrmlScene.Clear()
-
-    def runTest(self):
-        self.setUp()
-        self.test_MRSynth_sample_brain()
-
-    def test_MRSynth_sample_brain(self):
-        import numpy as np
-        import SampleData
-
-        registerSampleData()
-        SampleData.SampleDataLogic().downloadSamples("MRSynth sample brain")
-        inputs = {c: slicer.util.getNode(f"MRSynthSample_{c}") for c in SAMPLE_FILES}
-        logic = MRSynthLogic()
-        out = logic.synthesize({"T1": inputs["T1"], "T2": inputs["T2"]}, target="FLAIR")
-        self.assertEqual(out.GetAttribute("MRSynth.Synthetic"), "1")
-        self.assertIn("not an acquired image", out.GetDescription())
-        m_in, m_out = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
-        inputs["T1"].GetIJKToRASMatrix(m_in)
-        out.GetIJKToRASMatrix(m_out)
-        self.assertTrue(all(m_in.GetElement(r, c) == m_out.GetElement(r, c) for r in range(4) for c in range(4)))
-        workdir = tempfile.mkdtemp(prefix="MRSynthTest-")
-        process = logic.startBackground({"T1": inputs["T1"], "T2": inputs["T2"]}, "FLAIR", workdir)
-        status = process.wait(timeout=600)
-        self.assertEqual(status.state, "finished", status.error)
-        panel = logic.loadResult(process, {"T1": inputs["T1"]})
-        np.testing.assert_allclose(slicer.util.arrayFromVolume(panel), slicer.util.arrayFromVolume(out), atol=1e-5)
-        shutil.rmtree(workdir, ignore_errors=True)
-        self.delayDisplay("MRSynth test passed")
