@@ -13,12 +13,8 @@ One network carries the ideas of the seed methods:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
-
-import torch
-from torch import nn
-
-from .blocks import ConvNormAct, StyledResBlock, StyledUp
 
 
 @dataclass(frozen=True)
@@ -33,73 +29,90 @@ class UnifiedConfig:
         return asdict(self)
 
 
-class UnifiedGenerator(nn.Module):
-    """(images N×C×H×W, available N×C, style N×S) → synthetic N×1×H×W; H, W multiples of 4."""
+@functools.cache
+def _define() -> dict:
+    """Define the torch classes on first use, so importing this module never imports torch."""
+    import torch  # noqa: PLC0415
+    from torch import nn  # noqa: PLC0415
 
-    def __init__(self, cfg: UnifiedConfig) -> None:
-        super().__init__()
-        c, f, s = cfg.n_contrasts, cfg.ngf, cfg.style_dim
-        self.enc0 = ConvNormAct(2 * c, f, k=5)
-        self.enc1 = ConvNormAct(f, 2 * f, stride=2)
-        self.enc2 = ConvNormAct(2 * f, 4 * f, stride=2)
-        self.blocks = nn.ModuleList(StyledResBlock(4 * f, s) for _ in range(cfg.n_blocks))
-        self.up1 = StyledUp(4 * f, 2 * f, s)
-        self.up2 = StyledUp(2 * f, f, s)
-        self.out = nn.Conv2d(f, 1, 5, padding=2, padding_mode="reflect")
-        self.pointwise = cfg.pointwise
-        if cfg.pointwise:
-            self.point_in = nn.Conv2d(2 * c, cfg.pointwise, 1)
-            self.point_film = nn.Linear(s, 2 * cfg.pointwise)
-            nn.init.zeros_(self.point_film.weight)
-            nn.init.zeros_(self.point_film.bias)
-            self.point_out = nn.Conv2d(cfg.pointwise, 1, 1)
+    from .blocks import ConvNormAct, StyledResBlock, StyledUp  # noqa: PLC0415
 
-    def forward(self, images: torch.Tensor, available: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        avail = available[:, :, None, None]
-        x = torch.cat([images * avail, avail.expand_as(images)], dim=1)
-        e0 = self.enc0(x)
-        e1 = self.enc1(e0)
-        h = self.enc2(e1)
-        for block in self.blocks:
-            h = block(h, style)
-        h = self.up1(h, style) + e1
-        h = self.up2(h, style) + e0
-        out = self.out(h)
-        if self.pointwise:
-            gamma, beta = self.point_film(style)[:, :, None, None].chunk(2, dim=1)
-            out = out + self.point_out(torch.relu(self.point_in(x) * (1 + gamma) + beta))
-        return out
+    class UnifiedGenerator(nn.Module):
+        """(images N×C×H×W, available N×C, style N×S) → synthetic N×1×H×W; H, W multiples of 4."""
 
+        def __init__(self, cfg: UnifiedConfig) -> None:
+            super().__init__()
+            c, f, s = cfg.n_contrasts, cfg.ngf, cfg.style_dim
+            self.enc0 = ConvNormAct(2 * c, f, k=5)
+            self.enc1 = ConvNormAct(f, 2 * f, stride=2)
+            self.enc2 = ConvNormAct(2 * f, 4 * f, stride=2)
+            self.blocks = nn.ModuleList(StyledResBlock(4 * f, s) for _ in range(cfg.n_blocks))
+            self.up1 = StyledUp(4 * f, 2 * f, s)
+            self.up2 = StyledUp(2 * f, f, s)
+            self.out = nn.Conv2d(f, 1, 5, padding=2, padding_mode="reflect")
+            self.pointwise = cfg.pointwise
+            if cfg.pointwise:
+                self.point_in = nn.Conv2d(2 * c, cfg.pointwise, 1)
+                self.point_film = nn.Linear(s, 2 * cfg.pointwise)
+                nn.init.zeros_(self.point_film.weight)
+                nn.init.zeros_(self.point_film.bias)
+                self.point_out = nn.Conv2d(cfg.pointwise, 1, 1)
 
-class StyleEncoder(nn.Module):
-    """Reference image (N×1×H×W) → style code (N×S): strided convs and global average pooling,
-    so the code can carry global appearance (contrast, protocol) but not anatomy."""
-
-    def __init__(self, cfg: UnifiedConfig) -> None:
-        super().__init__()
-        f = cfg.ngf
-        self.features = nn.Sequential(
-            nn.Conv2d(1, f, 3, stride=2, padding=1), nn.LeakyReLU(0.2),
-            nn.Conv2d(f, 2 * f, 3, stride=2, padding=1), nn.LeakyReLU(0.2),
-            nn.Conv2d(2 * f, 4 * f, 3, stride=2, padding=1), nn.LeakyReLU(0.2),
-            nn.Conv2d(4 * f, 4 * f, 3, stride=2, padding=1), nn.LeakyReLU(0.2),
-        )
-        self.head = nn.Linear(4 * f, cfg.style_dim)
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(image).mean(dim=(2, 3)))
+        def forward(self, images: torch.Tensor, available: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+            avail = available[:, :, None, None]
+            x = torch.cat([images * avail, avail.expand_as(images)], dim=1)
+            e0 = self.enc0(x)
+            e1 = self.enc1(e0)
+            h = self.enc2(e1)
+            for block in self.blocks:
+                h = block(h, style)
+            h = self.up1(h, style) + e1
+            h = self.up2(h, style) + e0
+            out = self.out(h)
+            if self.pointwise:
+                gamma, beta = self.point_film(style)[:, :, None, None].chunk(2, dim=1)
+                out = out + self.point_out(torch.relu(self.point_in(x) * (1 + gamma) + beta))
+            return out
 
 
-class UnifiedModel(nn.Module):
-    """Generator + style encoder + one learned mean style per contrast."""
+    class StyleEncoder(nn.Module):
+        """Reference image (N×1×H×W) → style code (N×S): strided convs and global average pooling,
+        so the code can carry global appearance (contrast, protocol) but not anatomy."""
 
-    def __init__(self, cfg: UnifiedConfig | None = None) -> None:
-        super().__init__()
-        self.cfg = cfg or UnifiedConfig()
-        self.generator = UnifiedGenerator(self.cfg)
-        self.style_encoder = StyleEncoder(self.cfg)
-        self.mean_styles = nn.Parameter(torch.randn(self.cfg.n_contrasts, self.cfg.style_dim) * 0.5)
+        def __init__(self, cfg: UnifiedConfig) -> None:
+            super().__init__()
+            f = cfg.ngf
+            self.features = nn.Sequential(
+                nn.Conv2d(1, f, 3, stride=2, padding=1), nn.LeakyReLU(0.2),
+                nn.Conv2d(f, 2 * f, 3, stride=2, padding=1), nn.LeakyReLU(0.2),
+                nn.Conv2d(2 * f, 4 * f, 3, stride=2, padding=1), nn.LeakyReLU(0.2),
+                nn.Conv2d(4 * f, 4 * f, 3, stride=2, padding=1), nn.LeakyReLU(0.2),
+            )
+            self.head = nn.Linear(4 * f, cfg.style_dim)
 
-    def forward(self, images: torch.Tensor, available: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Convenience: synthesize with each sample's target mean style (target: N long)."""
-        return self.generator(images, available, self.mean_styles[target])
+        def forward(self, image: torch.Tensor) -> torch.Tensor:
+            return self.head(self.features(image).mean(dim=(2, 3)))
+
+
+    class UnifiedModel(nn.Module):
+        """Generator + style encoder + one learned mean style per contrast."""
+
+        def __init__(self, cfg: UnifiedConfig | None = None) -> None:
+            super().__init__()
+            self.cfg = cfg or UnifiedConfig()
+            self.generator = UnifiedGenerator(self.cfg)
+            self.style_encoder = StyleEncoder(self.cfg)
+            self.mean_styles = nn.Parameter(torch.randn(self.cfg.n_contrasts, self.cfg.style_dim) * 0.5)
+
+        def forward(self, images: torch.Tensor, available: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            """Convenience: synthesize with each sample's target mean style (target: N long)."""
+            return self.generator(images, available, self.mean_styles[target])
+
+    return {"UnifiedGenerator": UnifiedGenerator, "StyleEncoder": StyleEncoder, "UnifiedModel": UnifiedModel}
+
+
+def __getattr__(name: str):
+    classes = _define()
+    if name in classes:
+        return classes[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
