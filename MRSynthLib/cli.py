@@ -64,10 +64,13 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
         raise MRSynthError("output exists; pass --force to overwrite", str(out))
     if not out.parent.exists():
         raise MRSynthError("output folder does not exist", str(out.parent))
-    from .registry import load_backend, resolve_model  # noqa: PLC0415
+    from .backends import check_engine  # noqa: PLC0415
+    from .registry import backend_roles, load_backend, resolve_model  # noqa: PLC0415
 
-    bundle = resolve_model(args.model, roles=("weights",) if args.backend == "torch" else ("generator", "style"))
+    bundle = resolve_model(args.model, roles=backend_roles(args.backend))
     engine = load_backend(bundle, backend=args.backend, device=args.device)
+    check_engine(engine, list(paths), target, style_ref=bool(args.style_ref) and not args.match_histogram,
+                 second_target=args.style_target)
     inputs = {c: read_volume(p) for c, p in paths.items()}
     mask = read_volume(args.mask) if args.mask else None
     ref = read_volume(args.style_ref) if args.style_ref else None

@@ -82,7 +82,13 @@ def _check(path: Path, expected: str) -> None:
                            "the model file is corrupt or was tampered with, refusing to load", str(path))
 
 
-def _bundle_from_card(card_path: Path, expected: dict | None = None, roles: tuple[str, ...] = ()) -> ModelBundle:
+def backend_roles(backend: str) -> tuple[str, ...] | None:
+    """The files a backend reads (and so hashes): torch the weights, onnxruntime every graph (None)."""
+    return ("weights",) if backend == "torch" else None
+
+
+def _bundle_from_card(card_path: Path, expected: dict | None = None,
+                      roles: tuple[str, ...] | None = ()) -> ModelBundle:
     try:
         card = json.loads(card_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
@@ -90,15 +96,18 @@ def _bundle_from_card(card_path: Path, expected: dict | None = None, roles: tupl
     if "files" not in card:
         raise MRSynthError("not a model card (no 'files')", str(card_path))
     files = expected or card["files"]
+    if roles is None:  # every ONNX graph of the bundle: unified, one-hot or one per direction
+        roles = tuple(r for r in files if r != "weights")
     for role in roles or tuple(files):
         if role in files:
             _check(card_path.parent / files[role]["name"], files[role]["sha256"])
     return ModelBundle(card, card_path.parent)
 
 
-def resolve_model(spec: str | None = None, roles: tuple[str, ...] = ("generator", "style")) -> ModelBundle:
+def resolve_model(spec: str | None = None, roles: tuple[str, ...] | None = None) -> ModelBundle:
     """``None`` → registry default; an id → the registry entry (bundled or cached);
-    a path → a card JSON, or an ONNX file next to ``<stem>.json``. Only ``roles`` are hashed."""
+    a path → a card JSON, or an ONNX file next to ``<stem>.json``. Only ``roles`` are hashed
+    (None: every file but the torch weights; (): all)."""
     registry = load_registry()
     name = spec or registry.get("default")
     for entry in registry.get("models", []):
@@ -124,15 +133,33 @@ def resolve_model(spec: str | None = None, roles: tuple[str, ...] = ("generator"
     return _bundle_from_card(path, None, roles)
 
 
+INTERFACES = ("unified", "onehot", "pairwise")
+
+
 def load_backend(bundle: ModelBundle, backend: str = "onnx", device: str = "auto", amp: bool = False):
-    """Instantiate the chosen backend for a bundle."""
+    """Instantiate the chosen backend for a bundle.
+
+    The card's ``interface`` says what the ONNX graphs expect: ``unified`` (style code + style encoder),
+    ``onehot`` (a multi-input generator steered by a one-hot target: CollaGAN, Hyper-GAN, MIST) or
+    ``pairwise`` (one single-source graph per direction: CycleGAN, UNIT, supervised, simple)."""
     import numpy as np  # noqa: PLC0415
 
+    interface = bundle.card.get("interface", "unified")
+    if interface not in INTERFACES:
+        raise MRSynthError(f"unknown model interface '{interface}' (known: {', '.join(INTERFACES)})",
+                           str(bundle.folder / f"{bundle.id}.json"))
     if backend == "onnx":
-        from .backends.onnx_backend import OnnxBackend  # noqa: PLC0415
+        from .backends.onnx_backend import OnnxBackend, PairwiseOnnxBackend  # noqa: PLC0415
 
-        return OnnxBackend(bundle.file("generator"), bundle.file("style"),
-                           np.asarray(bundle.card["mean_styles"], dtype=np.float32), device=device)
+        mean_styles = np.asarray(bundle.card["mean_styles"], dtype=np.float32)
+        if interface == "pairwise":
+            graphs = {key: bundle.file(key) for key in bundle.card["files"] if "_to_" in key}
+            return PairwiseOnnxBackend(graphs, mean_styles, device=device, model_id=bundle.id)
+        style = bundle.file("style") if "style" in bundle.card["files"] else None
+        return OnnxBackend(bundle.file("generator"), style, mean_styles, device=device, model_id=bundle.id)
+    if backend == "torch" and interface != "unified":
+        raise MRSynthError(f"model '{bundle.id}' ({bundle.card.get('recipe')}) is exported for onnxruntime only; "
+                           "use --backend onnx")
     if backend == "torch":
         from .backends.torch_backend import TorchBackend  # noqa: PLC0415
 

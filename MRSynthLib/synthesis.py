@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import orientation
-from .backends import Backend, is_out_of_memory
+from .backends import Backend, check_engine, is_out_of_memory
 from .contrasts import CONTRASTS, canonical
 from .errors import CancelledError, MRSynthError
 from .preprocess import derive_mask, n4_correct, normalize
@@ -197,7 +197,7 @@ def synthesize(inputs: dict[str, Volume], target: str, model: str | None = None,
     ``match_histogram`` (needs ``style_reference``) also maps the output's intensity distribution onto
     the reference's with strength ``style_alpha`` (:func:`match_reference_histogram`).
     """
-    from .registry import load_backend, resolve_model  # noqa: PLC0415
+    from .registry import backend_roles, load_backend, resolve_model  # noqa: PLC0415
 
     named, tgt = check_request(inputs, target)
     orientation.plane_axis(plane)
@@ -205,11 +205,13 @@ def synthesize(inputs: dict[str, Volume], target: str, model: str | None = None,
         raise MRSynthError("histogram matching needs a style reference volume (--style-ref)")
     model_id = "in-memory"
     if engine is None:
-        roles = ("weights",) if backend == "torch" else ("generator", "style")
-        bundle = resolve_model(model, roles=roles)
+        bundle = resolve_model(model, roles=backend_roles(backend))
         engine, model_id = load_backend(bundle, backend=backend, device=device), bundle.id
+    check_engine(engine, list(named), tgt, style_ref=style_reference is not None and not match_histogram,
+                 second_target=second_target)
     prepared = prepare(named, mask=mask, register=register, n4=n4)
-    ref_code = encode_reference_style(engine, style_reference, plane) if style_reference is not None else None
+    encodes = style_reference is not None and getattr(engine, "has_style_encoder", True)
+    ref_code = encode_reference_style(engine, style_reference, plane) if encodes else None
     style = style_code(engine, tgt, ref_code, style_alpha, second_target)
     out = run_slices(engine, prepared, style, plane=plane, batch_size=batch_size, progress=progress)
     if match_histogram:

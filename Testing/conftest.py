@@ -65,3 +65,16 @@ def random_direction(seed: int, left_handed: bool = False) -> np.ndarray:
     if left_handed:
         d[:, 2] *= -1
     return d
+
+
+# tiny networks of every non-unified recipe: a few steps run in seconds on one core
+TINY_RECIPE_OPTIONS = {
+    "hypergan": {"ngf": 4, "ndf": 4, "modulator_hidden": 8, "enc_blocks": 1, "dec_blocks": 1},
+    "collagan": {"ngf": 4, "ndf": 4, "n_blocks": 1},
+    "mist": {"ngf": 4, "ndf": 4, "enc_blocks": 1, "dec_blocks": 1, "style_dim": 4, "latent_dim": 4,
+             "mapping_hidden": 8},
+    "cyclegan": {"ngf": 4, "n_blocks": 1, "ndf": 4},
+    "unit": {"ngf": 4, "n_res": 2, "ndf": 4},
+    "supervised": {"ngf": 4, "n_blocks": 1},
+    "simple": {"hidden": 8},
+}

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_RECIPE_OPTIONS as TINY
 
 from mrsynth_train.config import DataConfig, TrainConfig
 from mrsynth_train.data import (
@@ -26,16 +27,6 @@ from MRSynthLib.contrasts import CONTRASTS
 from MRSynthLib.errors import MRSynthError
 
 PATCH = 32
-TINY = {
-    "hypergan": {"ngf": 4, "ndf": 4, "modulator_hidden": 8, "enc_blocks": 1, "dec_blocks": 1},
-    "collagan": {"ngf": 4, "ndf": 4, "n_blocks": 1},
-    "mist": {"ngf": 4, "ndf": 4, "enc_blocks": 1, "dec_blocks": 1, "style_dim": 4, "latent_dim": 4,
-             "mapping_hidden": 8},
-    "cyclegan": {"ngf": 4, "n_blocks": 1, "ndf": 4},
-    "unit": {"ngf": 4, "n_res": 2, "ndf": 4},
-    "supervised": {"ngf": 4, "n_blocks": 1},
-    "simple": {"hidden": 8},
-}
 PAIRWISE = {"cyclegan", "unit", "supervised", "simple"}
 
 

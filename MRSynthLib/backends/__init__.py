@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
@@ -21,6 +22,15 @@ class Backend(Protocol):
     def encode_style(self, images: np.ndarray) -> np.ndarray:
         """(N, 1, H, W) → (N, S) style codes."""
         ...
+
+
+def check_engine(engine: Backend, inputs: Sequence[str], target: str, style_ref: bool = False,
+                 second_target: str | None = None) -> None:
+    """Refuse, before any image work, what this model cannot do (e.g. a pairwise model without the
+    target's partner among the inputs, or a style reference for a model without a style encoder)."""
+    check = getattr(engine, "check", None)
+    if check is not None:
+        check(list(inputs), target, style_ref=style_ref, second_target=second_target)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

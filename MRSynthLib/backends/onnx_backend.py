@@ -1,4 +1,8 @@
-"""onnxruntime backend (the default): CPU everywhere, CUDA when onnxruntime-gpu provides it."""
+"""onnxruntime backends (the default): CPU everywhere, CUDA when onnxruntime-gpu provides it.
+
+``OnnxBackend`` runs one multi-input generator (the unified model, or a one-hot-steered CollaGAN /
+Hyper-GAN / MIST export); ``PairwiseOnnxBackend`` runs the single-source graphs of the pairwise
+baselines (CycleGAN, UNIT, supervised, simple), one per direction, behind the same interface."""
 
 from __future__ import annotations
 
@@ -6,37 +10,54 @@ from pathlib import Path
 
 import numpy as np
 
+from ..contrasts import CONTRASTS, canonical
 from ..errors import MRSynthError
+
+
+def _session_factory(device: str, threads: int | None):
+    """(make_session(path), resolved device) with the providers the device asks for."""
+    import onnxruntime as ort  # noqa: PLC0415
+
+    available = ort.get_available_providers()
+    if device.startswith("cuda"):
+        if "CUDAExecutionProvider" not in available:
+            raise MRSynthError(
+                f"CUDA was requested (--device {device}) but onnxruntime has no CUDA provider "
+                f"(available: {', '.join(available)}); install onnxruntime-gpu or use --device cpu")
+        providers, resolved = ["CUDAExecutionProvider", "CPUExecutionProvider"], device
+    elif device == "auto" and "CUDAExecutionProvider" in available:
+        providers, resolved = ["CUDAExecutionProvider", "CPUExecutionProvider"], "cuda"
+    elif device in ("auto", "cpu"):
+        providers, resolved = ["CPUExecutionProvider"], "cpu"
+    else:
+        raise MRSynthError(f"unknown device '{device}' (use auto, cpu, cuda or cuda:N)")
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    opts.log_severity_level = 3
+
+    def make(path: Path):
+        return ort.InferenceSession(str(path), opts, providers=providers)
+
+    return make, resolved
 
 
 class OnnxBackend:
     name = "onnxruntime"
 
-    def __init__(self, generator_path: Path, style_path: Path, mean_styles: np.ndarray,
-                 device: str = "auto", threads: int | None = None) -> None:
-        import onnxruntime as ort  # noqa: PLC0415
-
-        available = ort.get_available_providers()
-        if device.startswith("cuda"):
-            if "CUDAExecutionProvider" not in available:
-                raise MRSynthError(
-                    f"CUDA was requested (--device {device}) but onnxruntime has no CUDA provider "
-                    f"(available: {', '.join(available)}); install onnxruntime-gpu or use --device cpu")
-            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-            self.device = device
-        elif device == "auto" and "CUDAExecutionProvider" in available:
-            providers, self.device = ["CUDAExecutionProvider", "CPUExecutionProvider"], "cuda"
-        elif device in ("auto", "cpu"):
-            providers, self.device = ["CPUExecutionProvider"], "cpu"
-        else:
-            raise MRSynthError(f"unknown device '{device}' (use auto, cpu, cuda or cuda:N)")
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-        opts.log_severity_level = 3
-        self._gen = ort.InferenceSession(str(generator_path), opts, providers=providers)
-        self._style = ort.InferenceSession(str(style_path), opts, providers=providers)
+    def __init__(self, generator_path: Path, style_path: Path | None, mean_styles: np.ndarray,
+                 device: str = "auto", threads: int | None = None, model_id: str = "model") -> None:
+        make, self.device = _session_factory(device, threads)
+        self.model_id = model_id
+        self._gen = make(generator_path)
+        self._style = make(style_path) if style_path is not None else None
+        self.has_style_encoder = self._style is not None
         self.mean_styles = np.asarray(mean_styles, dtype=np.float32)
+
+    def check(self, inputs: list[str], target: str, style_ref: bool = False, second_target: str | None = None) -> None:
+        if style_ref and not self.has_style_encoder:
+            raise MRSynthError(f"model '{self.model_id}' has no style encoder, so a style reference cannot steer it; "
+                               "use --match-histogram with the reference, or a unified model")
 
     def generate(self, images: np.ndarray, available: np.ndarray, style: np.ndarray) -> np.ndarray:
         feeds = {"images": images.astype(np.float32), "available": available.astype(np.float32),
@@ -44,4 +65,49 @@ class OnnxBackend:
         return self._gen.run(["synthetic"], feeds)[0]
 
     def encode_style(self, images: np.ndarray) -> np.ndarray:
+        if self._style is None:
+            raise MRSynthError(f"model '{self.model_id}' has no style encoder")
         return self._style.run(["style"], {"reference": images.astype(np.float32)})[0]
+
+
+class PairwiseOnnxBackend:
+    """One graph per direction ``<SRC>_to_<TGT>`` taking (N, 1, H, W) in [0, 1]; the source is the
+    target's first partner among the inputs (the order of the card's pairs)."""
+
+    name = "onnxruntime"
+    has_style_encoder = False
+
+    def __init__(self, graphs: dict[str, Path], mean_styles: np.ndarray, device: str = "auto",
+                 threads: int | None = None, model_id: str = "model") -> None:
+        make, self.device = _session_factory(device, threads)
+        self.model_id = model_id
+        self._sessions = {key: make(path) for key, path in graphs.items()}
+        self.mean_styles = np.asarray(mean_styles, dtype=np.float32)
+
+    def sources(self, target: str) -> list[str]:
+        return [k.split("_to_")[0] for k in self._sessions if k.split("_to_")[1] == target]
+
+    def check(self, inputs: list[str], target: str, style_ref: bool = False, second_target: str | None = None) -> None:
+        tgt = canonical(target)
+        have = {canonical(c) for c in inputs}
+        sources = self.sources(tgt)
+        if not sources:
+            known = ", ".join(self._sessions)
+            raise MRSynthError(f"model '{self.model_id}' cannot synthesize {tgt} (its directions: {known})")
+        if not have & set(sources):
+            raise MRSynthError(f"model '{self.model_id}' synthesizes {tgt} from {' or '.join(sources)}, "
+                               "which is not among the inputs")
+        if style_ref or second_target:
+            raise MRSynthError(f"model '{self.model_id}' is a pairwise translator: no style reference or style walk "
+                               "(use --match-histogram with a reference, or a unified model)")
+
+    def generate(self, images: np.ndarray, available: np.ndarray, style: np.ndarray) -> np.ndarray:
+        tgt = CONTRASTS[int(np.argmax(style[0]))]
+        have = [CONTRASTS[c] for c in range(len(CONTRASTS)) if available[0, c] > 0]
+        self.check(have, tgt)
+        src = next(s for s in self.sources(tgt) if s in have)
+        x = images[:, CONTRASTS.index(src):CONTRASTS.index(src) + 1].astype(np.float32)
+        return self._sessions[f"{src}_to_{tgt}"].run(["synthetic"], {"image": x})[0]
+
+    def encode_style(self, images: np.ndarray) -> np.ndarray:
+        raise MRSynthError(f"model '{self.model_id}' has no style encoder")

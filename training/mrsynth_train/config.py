@@ -33,6 +33,8 @@ class DataConfig:
     bias_strength: float = 0.3
     noise: float = 0.0
     noise_std: float = 0.03
+    subject_gamma: float = 0.0  # whole sample, truth included (see data.Augment)
+    subject_gamma_range: list[float] = field(default_factory=lambda: [0.6, 1.8])
     extra_roots: list[str] = field(default_factory=list)  # more subject folders / BIDS roots
     extra_weights: list[float] = field(default_factory=list)
 

@@ -179,6 +179,11 @@ class Augment:
     bias_strength: float = 0.3
     noise: float = 0.0  # per input channel: Rician noise of std noise_std inside the image
     noise_std: float = 0.03
+    # whole sample, inputs AND truth: x ** g, one g log-uniform in subject_gamma_range. Subjects differ like
+    # this after p99.5 normalization (TCGA-FG-6692 → TCGA-DU-7294 is g ≈ 1.4–1.7 in every contrast), so the
+    # model learns to follow the inputs' intensity distribution instead of memorising one subject's.
+    subject_gamma: float = 0.0
+    subject_gamma_range: tuple[float, float] = (0.6, 1.8)
 
 
 AXES = {"axial": 0, "coronal": 1, "sagittal": 2}  # canonical arrays are (S, P, L)
@@ -191,7 +196,8 @@ class SliceSampler:
     different random subject/slice (Hyper-GAN's setting). ``context``: k neighbouring slices each
     side (2.5D, in ``Batch.neighbours``). ``axis``: axial, coronal or sagittal slices. ``augment``:
     True (defaults), False (none) or an ``Augment``. ``weights``: per-subject sampling weights
-    (see ``mixture_weights``). Intensity augmentation touches the inputs only, never the truth."""
+    (see ``mixture_weights``). Per-channel intensity augmentation touches the inputs only; the subject
+    gamma transforms every contrast of the sample, truth included."""
 
     def __init__(self, subjects: list[SubjectArrays], weights: list[float] | None = None, patch: int = 128,
                  seed: int = 0, augment: bool | Augment = True, all_inputs_prob: float = 0.5, *,
@@ -268,6 +274,14 @@ class SliceSampler:
             stack = np.where(stack > 0, np.sqrt((stack + n1) ** 2 + n2 ** 2), 0.0)
         return np.clip(stack, 0.0, 1.0).astype(np.float32)
 
+    def _subject_gamma(self) -> np.float32:
+        """The sample-wide exponent (1 when off): one draw per sample, applied to every contrast."""
+        a = self.aug
+        if a is None or a.subject_gamma <= 0 or self.rng.random() >= a.subject_gamma:
+            return np.float32(1.0)
+        lo, hi = a.subject_gamma_range
+        return np.float32(np.exp(self.rng.uniform(np.log(lo), np.log(hi))))
+
     def _draw(self, contrast: str | None = None) -> int:
         """A random subject (by weight), restricted to those holding ``contrast``."""
         if contrast is None:
@@ -308,19 +322,20 @@ class SliceSampler:
             n = int(rng.integers(1, len(others) + 1))
             chosen = list(rng.choice(others, size=n, replace=False))
         flip = self.aug is not None and self.aug.flip > 0 and rng.random() < self.aug.flip
+        g = self._subject_gamma()
         for c in chosen:
             si, loc = where[c]
-            stack = self._intensity(self._patch(self._vols[si][c], loc, flip, k))
+            stack = self._intensity(self._patch(self._vols[si][c], loc, flip, k) ** g)
             out.images[b, CONTRASTS.index(c)] = stack[k]
             out.neighbours[b, CONTRASTS.index(c)] = np.delete(stack, k, axis=0)
             out.available[b, CONTRASTS.index(c)] = 1.0
         si, loc = where[tgt]
-        out.truth[b, 0] = self._patch(self._vols[si][tgt], loc, flip, 0)[0]
+        out.truth[b, 0] = self._patch(self._vols[si][tgt], loc, flip, 0)[0] ** g
         out.mask[b, 0] = self._patch(self._masks[si].astype(np.float32), loc, flip, 0, order=0)[0]
         out.target[b] = CONTRASTS.index(tgt)
         for c in have:
             si, loc = where[c]
-            out.contrasts[b, CONTRASTS.index(c)] = self._patch(self._vols[si][c], loc, flip, 0)[0]
+            out.contrasts[b, CONTRASTS.index(c)] = self._patch(self._vols[si][c], loc, flip, 0)[0] ** g
             out.has[b, CONTRASTS.index(c)] = 1.0
 
 

@@ -1,4 +1,6 @@
-"""Export a trained unified run to a model bundle: generator + style-encoder ONNX, torch weights, card."""
+"""Export a trained run to a model bundle (ONNX graphs + card) that ``mrsynth synthesize --model`` runs.
+
+The unified recipe also ships its torch weights; the other recipes' graphs come from ``export_graphs``."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import numpy as np
 
 from MRSynthLib.contrasts import CONTRASTS
 from MRSynthLib.errors import MRSynthError
+from MRSynthLib.io import write_bytes_atomic
 from MRSynthLib.preprocess import PERCENTILE
 from MRSynthLib.registry import sha256
 
@@ -36,7 +39,9 @@ def export_onnx(model, gen_path: Path, style_path: Path) -> None:
 
     c, s = model.cfg.n_contrasts, model.cfg.style_dim
     images, avail, style = torch.rand(2, c, 64, 64), torch.ones(2, c), torch.zeros(2, s)
-    with torch.no_grad():
+    from .export_graphs import quiet_export  # noqa: PLC0415
+
+    with quiet_export():
         torch.onnx.export(model.generator, (images, avail, style), str(gen_path), dynamo=False, opset_version=OPSET,
                           input_names=["images", "available", "style"], output_names=["synthetic"],
                           dynamic_axes={"images": {0: "n", 2: "h", 3: "w"}, "available": {0: "n"},
@@ -46,40 +51,97 @@ def export_onnx(model, gen_path: Path, style_path: Path) -> None:
                           dynamic_axes={"reference": {0: "n", 2: "h", 3: "w"}, "style": {0: "n"}})
 
 
-def export_run(run: Path, out: Path, model_id: str | None = None, version: str = "1.0.0") -> dict:
-    """Write ``<id>.onnx``, ``<id>-style.onnx``, ``<id>.pt`` and the card ``<id>.json`` into ``out``."""
-    from MRSynthLib.nets.cost import count_macs  # noqa: PLC0415
-
-    model, cfg = load_run_model(run)
-    mid = model_id or f"mrsynth-{cfg['recipe']}"
-    out.mkdir(parents=True, exist_ok=True)
-    gen, sty, pt = out / f"{mid}.onnx", out / f"{mid}-style.onnx", out / f"{mid}.pt"
-    export_onnx(model, gen, sty)
-    shutil.copyfile(run / "model.pt", pt)
+def _card_common(run: Path, mid: str, version: str, cfg: dict) -> dict:
     summary = json.loads((run / "summary.json").read_text(encoding="utf-8")) if (run / "summary.json").exists() else {}
     validation = json.loads((run / "validation.json").read_text(encoding="utf-8")) if (run / "validation.json").exists() else None
-    params = sum(p.numel() for p in model.generator.parameters())
-    card = {
+    return {
         "id": mid,
         "version": version,
         "recipe": cfg["recipe"],
-        "arch": cfg["model"] | {"n_contrasts": len(CONTRASTS)},
         "contrasts": list(CONTRASTS),
-        "input": {"plane": "axial (any plane works; trained on axial)", "size": "any H×W, multiples of 4",
-                  "channels": "one per contrast in the order of 'contrasts', zeros where missing, plus availability"},
         "normalization": f"each input divided by its {PERCENTILE}th percentile inside the brain mask, clipped to [0, 1]",
         "output": "target contrast in the same convention, [0, 1]",
-        "generator_params": int(params),
-        "gmac_per_256_slice": round(count_macs(model.generator, 256, 256) / 1e9, 3),
-        "mean_styles": np.round(model.mean_styles.detach().numpy(), 6).tolist(),
         "training": {"data": summary.get("data"), "steps": summary.get("steps"), "wall_s": summary.get("wall_s"),
                      "config": cfg},
         "validation": validation,
         "license": "Apache-2.0 (weights); trained on TCIA data (CC BY 3.0) and simulated subjects",
+    }
+
+
+def _export_other(run: Path, out: Path, mid: str) -> dict:
+    """One-hot and pairwise recipes: graphs + the card fields that describe them (no torch weights:
+    their networks live in the training package, which the module does not ship)."""
+    import dataclasses  # noqa: PLC0415
+
+    from .evaluate import load_run  # noqa: PLC0415
+    from .export_graphs import (  # noqa: PLC0415
+        export_onehot,
+        export_pairwise,
+        interface_of,
+        onehot_macs,
+        pairwise_directions,
+        pairwise_macs,
+    )
+
+    recipe, cfg = load_run(run)
+    module = recipe.inference_module()
+    interface = interface_of(cfg.recipe)
+    if interface == "onehot":
+        gen = out / f"{mid}.onnx"
+        export_onehot(module, gen)
+        files, macs = {"generator": gen}, onehot_macs(module)
+        input_doc = "one per contrast in the order of 'contrasts', zeros where missing, plus availability"
+    else:
+        files, macs = export_pairwise(module, out, mid), pairwise_macs(module)
+        input_doc = "one source contrast per graph <SRC>_to_<TGT>; the source is the target's first partner given"
+    card = {
+        "interface": interface,
+        "arch": {"options": dataclasses.asdict(recipe.opt)} if hasattr(recipe, "opt") else {},
+        "input": {"plane": "axial (any plane works; trained on axial)", "size": "any H×W, multiples of 4",
+                  "channels": input_doc},
+        "generator_params": int(sum(p.numel() for p in module.parameters())),
+        "gmac_per_256_slice": round(macs / 1e9, 3),
+        "mean_styles": np.eye(len(CONTRASTS)).tolist(),  # the style input is the target's one-hot code
+    }
+    if interface == "pairwise":
+        card["pairs"] = [[CONTRASTS[a], CONTRASTS[b]] for a, b in module.pairs]
+        card["directions"] = [f"{CONTRASTS[s]}_to_{CONTRASTS[t]}" for s, t in pairwise_directions(module)]
+    card["files"] = {role: {"name": p.name, "sha256": sha256(p)} for role, p in files.items()}
+    return card
+
+
+def export_run(run: Path, out: Path, model_id: str | None = None, version: str = "1.0.0") -> dict:
+    """Write the bundle into ``out``: the card ``<id>.json`` and its files. Unified: ``<id>.onnx``,
+    ``<id>-style.onnx``, ``<id>.pt``; one-hot recipes: ``<id>.onnx``; pairwise: ``<id>-<SRC>_to_<TGT>.onnx``."""
+    from MRSynthLib.nets.cost import count_macs  # noqa: PLC0415
+
+    cfg_path = run / "config.json"
+    if not cfg_path.exists():
+        raise MRSynthError("not a run folder (no config.json)", str(run))
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))["config"]
+    mid = model_id or f"mrsynth-{cfg['recipe']}"
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg["recipe"] != "unified":
+        card = _card_common(run, mid, version, cfg) | _export_other(run, out, mid)
+        write_bytes_atomic(json.dumps(card, indent=1).encode("utf-8"), out / f"{mid}.json")
+        return card
+    model, cfg = load_run_model(run)
+    gen, sty, pt = out / f"{mid}.onnx", out / f"{mid}-style.onnx", out / f"{mid}.pt"
+    export_onnx(model, gen, sty)
+    shutil.copyfile(run / "model.pt", pt)
+    params = sum(p.numel() for p in model.generator.parameters())
+    card = _card_common(run, mid, version, cfg) | {
+        "interface": "unified",
+        "arch": cfg["model"] | {"n_contrasts": len(CONTRASTS)},
+        "input": {"plane": "axial (any plane works; trained on axial)", "size": "any H×W, multiples of 4",
+                  "channels": "one per contrast in the order of 'contrasts', zeros where missing, plus availability"},
+        "generator_params": int(params),
+        "gmac_per_256_slice": round(count_macs(model.generator, 256, 256) / 1e9, 3),
+        "mean_styles": np.round(model.mean_styles.detach().numpy(), 6).tolist(),
         "files": {role: {"name": p.name, "sha256": sha256(p)} for role, p in
                   (("generator", gen), ("style", sty), ("weights", pt))},
     }
-    (out / f"{mid}.json").write_text(json.dumps(card, indent=1))
+    write_bytes_atomic(json.dumps(card, indent=1).encode("utf-8"), out / f"{mid}.json")
     return card
 
 
@@ -93,5 +155,5 @@ def register_bundle(card_path: Path, registry_path: Path, url: str = "", default
     registry["models"] = [m for m in registry["models"] if m["id"] != card["id"]] + [entry]
     if default:
         registry["default"] = card["id"]
-    registry_path.write_text(json.dumps(registry, indent=1) + "\n")
+    write_bytes_atomic((json.dumps(registry, indent=1) + "\n").encode("utf-8"), registry_path)
     return entry

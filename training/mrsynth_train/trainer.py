@@ -63,7 +63,8 @@ def build_sampler(cfg: TrainConfig, root_dir: Path | None = None) -> tuple[Slice
     groups = [real, *extras, sims]
     weights = mixture_weights(groups, [d.real_weight, *d.extra_weights, sim_weight])
     augment = (Augment(flip=d.flip, gamma=d.gamma, gamma_range=tuple(d.gamma_range), scale=d.scale, bias=d.bias, bias_strength=d.bias_strength,
-                       noise=d.noise, noise_std=d.noise_std) if d.augment else False)
+                       noise=d.noise, noise_std=d.noise_std, subject_gamma=d.subject_gamma,
+                       subject_gamma_range=tuple(d.subject_gamma_range)) if d.augment else False)
     subjects = [s for g in groups for s in g]
     info = {"real": [s.name for s in real], "extra": [[s.name for s in g] for g in extras],
             "simulated": len(sims), "skipped": skipped}

@@ -102,6 +102,7 @@ class HyperGANGenerator(nn.Module):
                  mode: str = "cin", hidden: int = 64) -> None:
         super().__init__()
         self.n_contrasts = n_contrasts
+        self.skip_unavailable = True  # saves work in Python; the ONNX export turns it off (see export_graphs)
         self.encoder = HyperEncoder(ngf, enc_blocks, n_contrasts, mode, hidden)
         self.decoder = HyperDecoder(ngf, dec_blocks, n_contrasts, mode, hidden)
 
@@ -114,7 +115,7 @@ class HyperGANGenerator(nn.Module):
         n = images.shape[0]
         total, weight = None, available.new_zeros(n, 1, 1, 1)
         for c in range(self.n_contrasts):
-            if not bool((available[:, c] > 0).any()):
+            if self.skip_unavailable and not bool((available[:, c] > 0).any()):
                 continue
             f = self.encoder(images[:, c:c + 1] * 2.0 - 1.0, self.code(c, n, images))
             w = available[:, c].view(-1, 1, 1, 1)

@@ -112,6 +112,7 @@ class MISTGenerator(nn.Module):
                  n_contrasts: int = 5) -> None:
         super().__init__()
         self.n_contrasts = n_contrasts
+        self.skip_unavailable = True  # saves work in Python; the ONNX export turns it off (see export_graphs)
         self.content = ContentEncoder(ngf, enc_blocks)
         self.combiner = Combiner(4 * ngf)
         self.decoder = Decoder(ngf, dec_blocks, style_dim)
@@ -120,7 +121,7 @@ class MISTGenerator(nn.Module):
         """(N, C, F, h, w) content codes; contrasts missing in every row are left zero."""
         codes = None
         for c in range(self.n_contrasts):
-            if not bool((available[:, c] > 0).any()):
+            if self.skip_unavailable and not bool((available[:, c] > 0).any()):
                 continue
             f = self.content(images[:, c:c + 1] * 2.0 - 1.0)
             if codes is None:
