@@ -164,6 +164,13 @@ class Batch:
     contrasts: np.ndarray  # (B, C, H, W) every contrast the sample holds
     has: np.ndarray  # (B, C)
     neighbours: np.ndarray  # (B, C, 2·context, H, W)
+    # not per sample: a uniform draw for batch-level decisions (which contrast pair a GAN step trains),
+    # and under torchrun every shard's ``has`` (world, B/world, C). Both are the same on every rank, so
+    # the ranks pick the same pair and their gradient all-reduces stay in step.
+    choice: float = 0.0
+    shard_has: np.ndarray | None = None
+
+    BATCH_LEVEL = ("choice", "shard_has")
 
 
 @dataclass
@@ -217,6 +224,7 @@ class SliceSampler:
             raise MRSynthError("sampling weights must be one non-negative number per subject, not all 0")
         self.weights = w / w.sum()
         self.rng = np.random.default_rng(seed)
+        self.choice_rng = np.random.default_rng([seed, 1])  # its own stream: sample draws stay as they were
         self.all_inputs_prob = all_inputs_prob
         ax = AXES[axis]
         self._vols = [{c: np.moveaxis(a, ax, 0) for c, a in s.images.items()} for s in subjects]
@@ -299,6 +307,7 @@ class SliceSampler:
                     np.zeros((batch_size, C), np.float32), np.zeros((batch_size, C, 2 * k, p, p), np.float32))
         for b in range(batch_size):
             self._sample_one(out, b)
+        out.choice = float(self.choice_rng.random())
         return out
 
     def _sample_one(self, out: Batch, b: int) -> None:

@@ -85,8 +85,12 @@ def shard(batch, info: DistInfo):
 
     n = len(batch.target) // info.world
     sl = slice(info.rank * n, (info.rank + 1) * n)
-    return dataclasses.replace(batch, **{f.name: getattr(batch, f.name)[sl] for f in dataclasses.fields(batch)
-                                         if getattr(batch, f.name) is not None})
+    level = getattr(batch, "BATCH_LEVEL", ())
+    parts = {f.name: getattr(batch, f.name)[sl] for f in dataclasses.fields(batch)
+             if f.name not in level and getattr(batch, f.name) is not None}
+    if "shard_has" in level:  # every rank sees what every shard holds: the same pair choice everywhere
+        parts["shard_has"] = batch.has[:n * info.world].reshape(info.world, n, -1)
+    return dataclasses.replace(batch, **parts)
 
 
 def cleanup(info: DistInfo) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -31,7 +32,19 @@ def parse_options(cls, cfg: TrainConfig):
 
 
 def to_tensors(batch: Batch) -> dict[str, torch.Tensor]:
-    return {k: torch.from_numpy(v) for k, v in vars(batch).items() if v is not None}
+    """The per-sample arrays as tensors (batch-level fields stay on the batch: see ``shard_views``)."""
+    return {k: torch.from_numpy(v) for k, v in vars(batch).items()
+            if isinstance(v, np.ndarray) and k not in Batch.BATCH_LEVEL}
+
+
+def shard_views(batch: Batch) -> list[np.ndarray]:
+    """``has`` of every shard (one view when not distributed): choices must suit all of them."""
+    return list(batch.shard_has) if batch.shard_has is not None else [batch.has]
+
+
+def choose(options: list, choice: float):
+    """The batch's choice among ``options`` (identical on every rank)."""
+    return options[min(int(choice * len(options)), len(options) - 1)]
 
 
 def to_gan(x: torch.Tensor) -> torch.Tensor:
@@ -176,18 +189,21 @@ class PairwiseRecipe:
         module = self.inference_module().eval()
         return module(images, available, target).clamp(0, 1)
 
-    def usable_pairs(self, has: torch.Tensor, paired: bool) -> list[tuple[int, int]]:
-        """Pairs with at least one row holding both contrasts (paired) or each contrast (unpaired)."""
-        if paired:
-            return [(a, b) for a, b in self.pairs if bool(((has[:, a] > 0) & (has[:, b] > 0)).any())]
-        return [(a, b) for a, b in self.pairs if bool((has[:, a] > 0).any() and (has[:, b] > 0).any())]
+    def usable_pairs(self, shards: list[np.ndarray], paired: bool) -> list[tuple[int, int]]:
+        """Pairs that every shard can train: a row holding both contrasts (paired) or each contrast (unpaired)."""
+        def ok(has: np.ndarray, a: int, b: int) -> bool:
+            if paired:
+                return bool(((has[:, a] > 0) & (has[:, b] > 0)).any())
+            return bool((has[:, a] > 0).any() and (has[:, b] > 0).any())
 
-    def pick_pair(self, has: torch.Tensor, paired: bool) -> tuple[int, int]:
-        usable = self.usable_pairs(has, paired)
+        return [(a, b) for a, b in self.pairs if all(ok(h, a, b) for h in shards)]
+
+    def pick_pair(self, batch: Batch, paired: bool) -> tuple[int, int]:
+        usable = self.usable_pairs(shard_views(batch), paired)
         if not usable:
             names = ", ".join(f"{CONTRASTS[a]}+{CONTRASTS[b]}" for a, b in self.pairs)
             raise MRSynthError(f"recipe '{self.name}': no sample in the batch holds a configured pair ({names})")
-        return usable[int(torch.randint(len(usable), ()))]
+        return choose(usable, batch.choice)
 
 
 def unpaired_sides(t: dict[str, torch.Tensor], a: int, b: int, shuffle: bool) -> tuple[torch.Tensor, torch.Tensor]:

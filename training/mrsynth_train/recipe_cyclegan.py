@@ -70,7 +70,7 @@ class CycleGANRecipe(PairwiseRecipe):
         t, o = to_tensors(batch), self.opt
         self.generators.train()
         self.discriminators.train()
-        a, b = self.pick_pair(t["has"], paired=False)
+        a, b = self.pick_pair(batch, paired=False)
         ca, cb = CONTRASTS[a], CONTRASTS[b]
         g_ab, g_ba = self.generators[direction_key(a, b)], self.generators[direction_key(b, a)]
         d_a, d_b = self.discriminators[ca], self.discriminators[cb]

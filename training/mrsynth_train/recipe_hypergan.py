@@ -26,12 +26,14 @@ from .recipe_common import (
     ImagePool,
     OneHotGeneratorRecipe,
     adam,
+    choose,
     linear_decay,
     one_hot,
     optimize,
     parse_options,
     patch_discriminators,
     set_requires_grad,
+    shard_views,
     to_tensors,
     unpaired_sides,
     update_pair_discriminators,
@@ -82,12 +84,13 @@ class HyperGANRecipe(OneHotGeneratorRecipe):
     def modules(self) -> dict[str, nn.Module]:
         return {"generator": self.generator, "classifier": self.classifier, "discriminators": self.discriminators}
 
-    def _pick(self, has: torch.Tensor) -> tuple[int, int]:
-        present = [c for c in range(N_CONTRASTS) if bool((has[:, c] > 0).any())]
+    def _pick(self, batch) -> tuple[int, int]:
+        """An ordered (source, target) pair of contrasts that every shard holds; the batch's choice."""
+        shards = shard_views(batch)
+        present = [c for c in range(N_CONTRASTS) if all(bool((h[:, c] > 0).any()) for h in shards)]
         if len(present) < 2:
-            raise MRSynthError("recipe 'hypergan' needs at least two contrasts in the batch")
-        a, b = torch.randperm(len(present))[:2].tolist()
-        return present[a], present[b]
+            raise MRSynthError("recipe 'hypergan' needs at least two contrasts in the batch (in every shard)")
+        return choose([(a, b) for a in present for b in present if a != b], batch.choice)
 
     def _class_loss(self, feats: torch.Tensor, contrast: int) -> torch.Tensor:
         logits = self.classifier(feats)
@@ -98,7 +101,7 @@ class HyperGANRecipe(OneHotGeneratorRecipe):
         t, o = to_tensors(batch), self.opt
         for m in self.modules().values():
             m.train()
-        a, b = self._pick(t["has"])
+        a, b = self._pick(batch)
         ca, cb = CONTRASTS[a], CONTRASTS[b]
         real_a, real_b = unpaired_sides(t, a, b, o.shuffle_pairs)
         code_a, code_b = one_hot(a, batch=len(real_a)), one_hot(b, batch=len(real_b))

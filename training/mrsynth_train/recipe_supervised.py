@@ -47,7 +47,7 @@ class SupervisedRecipe(PairwiseRecipe):
     def train_step(self, batch: Batch) -> dict[str, float]:
         t = to_tensors(batch)
         self.generators.train()
-        a, b = self.pick_pair(t["has"], paired=True)
+        a, b = self.pick_pair(batch, paired=True)
         xa, xb = paired_sides(t, a, b)
         l_ab = losses.l1(self.generators[direction_key(a, b)](xa), xb)
         l_ba = losses.l1(self.generators[direction_key(b, a)](xb), xa)

@@ -76,7 +76,7 @@ class UNITRecipe(PairwiseRecipe):
         t, o = to_tensors(batch), self.opt
         self.models.train()
         self.discriminators.train()
-        a, b = self.pick_pair(t["has"], paired=False)
+        a, b = self.pick_pair(batch, paired=False)
         m = self.models[direction_key(a, b)]
         d_a, d_b = self.discriminators[CONTRASTS[a]], self.discriminators[CONTRASTS[b]]
         x_a, x_b = unpaired_sides(t, a, b, o.shuffle_pairs)

@@ -99,6 +99,7 @@ def save_checkpoint(path: Path, step: int, recipe, sampler: SliceSampler, wall: 
         "modules": {k: m.state_dict() for k, m in recipe.modules().items()},
         "optimizers": {k: o.state_dict() for k, o in recipe.optimizers().items()},
         "rng": {"torch": torch.get_rng_state(), "numpy_sampler": json.dumps(sampler.rng.bit_generator.state),
+                "numpy_choice": json.dumps(sampler.choice_rng.bit_generator.state),
                 "python": json.dumps(random.getstate())},
     }
     _atomic_torch_save(state, path)
@@ -114,6 +115,8 @@ def load_checkpoint(path: Path, recipe, sampler: SliceSampler) -> tuple[int, flo
         o.load_state_dict(state["optimizers"][k])
     torch.set_rng_state(state["rng"]["torch"])
     sampler.rng.bit_generator.state = json.loads(state["rng"]["numpy_sampler"])
+    if "numpy_choice" in state["rng"]:  # checkpoints written before the batch-level choice existed
+        sampler.choice_rng.bit_generator.state = json.loads(state["rng"]["numpy_choice"])
     py = json.loads(state["rng"]["python"])
     random.setstate((py[0], tuple(py[1]), py[2]))
     return int(state["step"]), float(state["wall_s"])
