@@ -63,6 +63,7 @@ class MRSynthParameterNode:
     referenceVolume: slicer.vtkMRMLScalarVolumeNode
     secondTarget: Annotated[str, Choice([NO_SECOND, *CONTRASTS])] = NO_SECOND
     styleAlpha: Annotated[float, WithinRange(0, 1)] = 0.0
+    matchHistogram: bool = False
     livePreview: bool = False
     outputVolume: slicer.vtkMRMLScalarVolumeNode
     maskVolume: slicer.vtkMRMLScalarVolumeNode
@@ -103,6 +104,7 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.autoFillButton.clicked.connect(self.onAutoFill)
         self.ui.styleAlphaSlider.valueChanged.connect(lambda _v: self.schedulePreview())
         self.ui.livePreviewCheckBox.toggled.connect(lambda _on: self.schedulePreview())
+        self.ui.matchHistogramCheckBox.toggled.connect(lambda _on: self.schedulePreview())
         self.ui.targetComboBox.currentTextChanged.connect(self.updateGuiState)
         self.ui.deviceComboBox.currentTextChanged.connect(self.updateDeviceWarning)
         self.ui.openCacheButton.clicked.connect(lambda: qt.QDesktopServices.openUrl(
@@ -165,6 +167,7 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         target = self.ui.targetComboBox.currentText
         self.ui.gadoliniumNoteLabel.setText(GADOLINIUM_NOTE)
         self.ui.gadoliniumNoteLabel.setVisible(target == "T1Gd")
+        self.ui.matchHistogramCheckBox.enabled = self._parameterNode.referenceVolume is not None
         running = self._process is not None
         self.ui.applyButton.text = "Cancel" if running else "Apply"
         self.ui.applyButton.enabled = running or (bool(given) and target not in given)
@@ -190,6 +193,7 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         return dict(model=self.ui.modelComboBox.currentData or None, device=self.ui.deviceComboBox.currentText,
                     batchSize=p.batchSize, register=p.registerInputs, mask=p.maskVolume,
+                    matchHistogram=p.matchHistogram and p.referenceVolume is not None,
                     secondTarget=None if p.secondTarget == NO_SECOND else p.secondTarget)
 
     # --- actions ---------------------------------------------------------------------------------
@@ -322,7 +326,7 @@ class MRSynthLogic(ScriptedLoadableModuleLogic, InstallLogic):
 
     def synthesize(self, inputs: dict, target: str, reference=None, styleAlpha: float = 0.0, output=None,
                    model=None, device: str = "auto", secondTarget=None, mask=None, batchSize: int = 8,
-                   register: bool = False, progress=None):
+                   register: bool = False, progress=None, matchHistogram: bool = False):
         """Blocking synthesis for the console and scripts; returns the new (or given) output node."""
         from MRSynthLib.mrml import synthesize_nodes
 
@@ -333,20 +337,21 @@ class MRSynthLogic(ScriptedLoadableModuleLogic, InstallLogic):
         engine, model_id = self.engine(model, device)
         out = synthesize_nodes(inputs, target, output=output, reference=reference, style_alpha=styleAlpha,
                                second_target=secondTarget, mask=mask, register=register, batch_size=batchSize,
-                               progress=progress, engine=engine, scene=slicer.mrmlScene)
+                               progress=progress, engine=engine, scene=slicer.mrmlScene,
+                               match_histogram=matchHistogram)
         out.SetAttribute("MRSynth.Model", model_id)
         return out
 
     def startBackground(self, inputs: dict, target: str, workdir: str, reference=None, styleAlpha: float = 0.0,
                         model=None, device: str = "auto", secondTarget=None, mask=None, batchSize: int = 8,
-                        register: bool = False):
+                        register: bool = False, matchHistogram: bool = False):
         """Write the nodes to ``workdir`` and start ``mrsynth synthesize`` in PythonSlicer; returns the process."""
         from MRSynthLib.mrml import job_parameters
         from MRSynthLib.process import SynthesisProcess
 
         params = job_parameters(inputs, target, workdir, reference=reference, mask=mask, model=model,
                                 device=device, style_alpha=styleAlpha, style_target=secondTarget,
-                                register=register, batch_size=batchSize)
+                                register=register, batch_size=batchSize, match_histogram=matchHistogram)
         process = SynthesisProcess(python=shutil.which("PythonSlicer") or sys.executable)
         process.start(params)
         return process
@@ -362,7 +367,8 @@ class MRSynthLogic(ScriptedLoadableModuleLogic, InstallLogic):
         self._preview, self._previewKey = None, None
 
     def previewSlice(self, inputs: dict, target: str, styleAlpha: float, ras, reference=None, output=None,
-                     model=None, device: str = "auto", secondTarget=None, mask=None, **_ignored):
+                     model=None, device: str = "auto", secondTarget=None, mask=None, matchHistogram: bool = False,
+                     **_ignored):
         """Re-synthesize the slice through ``ras`` into the output node; prepares the subject once."""
         from MRSynthLib.mrml import check_nodes, volume_from_node, write_output_node
         from MRSynthLib.preview import PreviewSession
@@ -370,7 +376,7 @@ class MRSynthLogic(ScriptedLoadableModuleLogic, InstallLogic):
         check_nodes(inputs, target, output, reference, mask)
         ident = lambda n: None if n is None else (n.GetID(), n.GetImageData() and n.GetImageData().GetMTime())  # noqa: E731
         key = (tuple((c, ident(n)) for c, n in inputs.items()), target, ident(reference), ident(mask),
-               secondTarget, model, device)
+               secondTarget, model, device, matchHistogram)
         if key != self._previewKey:
             engine, model_id = self.engine(model, device)
             self._preview = PreviewSession(
@@ -378,7 +384,7 @@ class MRSynthLogic(ScriptedLoadableModuleLogic, InstallLogic):
                 reference=volume_from_node(reference, "reference") if reference is not None else None,
                 second_target=secondTarget,
                 mask=volume_from_node(mask, "mask", check=False) if mask is not None else None,
-                model_id=model_id)
+                model_id=model_id, match_histogram=matchHistogram)
             self._previewKey = key
         session = self._preview
         index = session.index_from_ras(ras)

@@ -21,6 +21,8 @@ from .synthesis import (
     encode_reference_style,
     pad_to_multiple,
     prepare,
+    quantile_map,
+    reference_quantiles,
     style_code,
     to_output_volume,
 )
@@ -47,11 +49,16 @@ class PreviewSession:
 
     def __init__(self, engine: Backend, inputs: dict[str, Volume], target: str, reference: Volume | None = None,
                  second_target: str | None = None, mask: Volume | None = None, plane: str = "axial",
-                 model_id: str = "in-memory") -> None:
+                 model_id: str = "in-memory", match_histogram: bool = False) -> None:
         named, self.target = check_request(inputs, target)
+        if match_histogram and reference is None:
+            raise MRSynthError("histogram matching needs a reference volume")
         self.engine, self.plane, self.second_target, self.model_id = engine, plane, second_target, model_id
         self.prepared = prepare(named, mask=mask)
-        self.reference_style = encode_reference_style(engine, reference, plane) if reference is not None else None
+        encodes = reference is not None and getattr(engine, "has_style_encoder", True)
+        self.reference_style = encode_reference_style(engine, reference, plane) if encodes else None
+        # the full run matches the whole volume's histogram; a one-slice preview can only match the slice's
+        self.reference_q = reference_quantiles(reference) if match_histogram else None
         self._stack = orientation.slices_first(np.moveaxis(self.prepared.stack, 0, -1), plane)  # (N, a, b, C)
         self._mask = orientation.slices_first(self.prepared.mask, plane)
         brain = np.flatnonzero(self._mask.reshape(self._mask.shape[0], -1).any(axis=1))
@@ -94,6 +101,8 @@ class PreviewSession:
             pred = self.engine.generate(images, self.prepared.available[None], self.style(alpha)[None])
             plane_out[rows, cols] = np.clip(pred[0, 0, :h, :w], 0.0, 1.0)
             plane_out *= self._mask[index]
+            if self.reference_q is not None:
+                plane_out = quantile_map(plane_out, self._mask[index], self.reference_q, alpha)
         orientation.slices_first(self.output, self.plane)[index] = plane_out
         return plane_out
 

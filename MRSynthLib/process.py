@@ -39,6 +39,7 @@ class SynthesisParameters:
     style_ref: str | None = None
     style_alpha: float = 0.0
     style_target: str | None = None
+    match_histogram: bool = False
     register: bool = False
     batch_size: int = 8
     backend: str = "onnx"
@@ -58,6 +59,8 @@ class SynthesisParameters:
                 args += [flag, str(value)]
         if self.register:
             args.append("--register")
+        if self.match_histogram:
+            args.append("--match-histogram")
         if self.force:
             args.append("--force")
         return args

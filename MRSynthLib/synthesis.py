@@ -163,13 +163,22 @@ def match_reference_histogram(canonical_out: np.ndarray, mask: np.ndarray, refer
     Why: after the 99.5th-percentile normalization, the bulk-to-tail ratio of a contrast varies widely
     between protocols and lesion loads, and no input contrast tells it; a reference does.
     """
+    return quantile_map(canonical_out, mask, reference_quantiles(reference, n_quantiles), alpha)
+
+
+def reference_quantiles(reference: Volume, n_quantiles: int = 1001) -> np.ndarray:
+    """Quantiles of a reference scan inside its own brain mask, in the project's [0, 1] convention."""
     ref_mask = derive_mask([reference.array])
-    ref_values = normalize(reference.array, ref_mask)[ref_mask]
-    q = np.linspace(0.0, 1.0, n_quantiles)
-    src = np.quantile(canonical_out[mask], q)
-    src = src + np.arange(n_quantiles) * 1e-9  # strictly increasing for interpolation
-    dst = (1 - alpha) * src + alpha * np.quantile(ref_values, q)
-    out = np.interp(canonical_out, src, dst).astype(np.float32)
+    return np.quantile(normalize(reference.array, ref_mask)[ref_mask], np.linspace(0.0, 1.0, n_quantiles))
+
+
+def quantile_map(values: np.ndarray, mask: np.ndarray, ref_q: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    """Map ``values`` inside ``mask`` so their quantiles move toward ``ref_q`` (strength α); 0 outside."""
+    if not mask.any():
+        return np.zeros_like(values, dtype=np.float32)
+    src = np.quantile(values[mask], np.linspace(0.0, 1.0, len(ref_q)))
+    src = src + np.arange(len(ref_q)) * 1e-9  # strictly increasing for interpolation
+    out = np.interp(values, src, (1 - alpha) * src + alpha * ref_q).astype(np.float32)
     out[~mask] = 0.0
     return out
 

@@ -30,7 +30,7 @@ METHOD_CLASSES = {
     "clicked": {"QPushButton"}, "appendPlainText": {"QPlainTextEdit"}, "clear": {"QPlainTextEdit", "QComboBox"},
     "setVisible": {"QLabel"}, "setText": {"QLabel"},
     "value": {"QProgressBar", "ctkSliderWidget", "QSpinBox"}, "text": {"QPushButton", "QLabel"},
-    "enabled": {"QPushButton"}, "toolTip": {"QPushButton"},
+    "enabled": {"QPushButton", "QCheckBox"}, "toolTip": {"QPushButton"},
 }
 PARAM_CLASSES = {"node": {"qMRMLNodeComboBox"}, "float": {"ctkSliderWidget"}, "bool": {"QCheckBox"},
                  "int": {"QSpinBox"}, "choice": {"QComboBox"}}

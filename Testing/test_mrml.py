@@ -145,6 +145,22 @@ def test_style_alpha_changes_output_and_existing_output_is_filled(small_subject,
     assert np.abs(slicer.util.arrayFromVolume(out) - before).max() > 1e-3
 
 
+def test_histogram_matching_from_nodes_equals_the_library_path(small_subject, engine):
+    """The panel's 'match the reference's histogram' box: node path = MRSynthLib path, voxel for voxel."""
+    from MRSynthLib.synthesis import synthesize
+
+    scene, nodes, _ = subject_scene(small_subject, "axis")
+    ref = add_volume(scene, "other FLAIR", small_subject.volumes["PD"].array.copy(), matrix(nodes["T1"]))
+    out = synthesize_nodes(nodes, "FLAIR", engine=engine, scene=scene, reference=ref, style_alpha=1.0,
+                           match_histogram=True)
+    plain = synthesize_nodes(nodes, "FLAIR", engine=engine, scene=scene, reference=ref, style_alpha=1.0)
+    volumes = {c: volume_from_node(n, c) for c, n in nodes.items()}
+    lib = synthesize(volumes, "FLAIR", engine=engine, style_reference=volume_from_node(ref, "reference"),
+                     style_alpha=1.0, match_histogram=True)
+    np.testing.assert_allclose(slicer.util.arrayFromVolume(out), lib.array, atol=1e-6)
+    assert np.abs(slicer.util.arrayFromVolume(out) - slicer.util.arrayFromVolume(plain)).max() > 1e-2
+
+
 def test_cancel_mid_run_leaves_no_node(small_subject, engine):
     scene, nodes, _ = subject_scene(small_subject, "axis")
     count = scene.GetNumberOfNodes()

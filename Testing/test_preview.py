@@ -90,3 +90,27 @@ def test_preview_volume_is_labelled_and_bad_index_refused(small_subject, engine)
         session.synthesize_slice(0.0, session.n_slices)
     with pytest.raises(MRSynthError, match="also given as an input"):
         PreviewSession(engine, inputs, "T2")
+
+
+def test_histogram_matching_moves_the_slice_toward_the_reference(small_subject, engine):
+    """With matching on, the preview slice's intensity quantiles follow the reference's as α grows;
+    the whole-volume path (Apply) matches the whole volume, so the two agree only approximately."""
+    from MRSynthLib.synthesis import reference_quantiles
+
+    inputs = _inputs(small_subject, np.eye(3))
+    reference = small_subject.volumes["PD"]
+    ref_q = reference_quantiles(reference, 101)[[25, 50, 75]]
+    session = PreviewSession(engine, inputs, "FLAIR", reference=reference, match_histogram=True)
+    mid = session.n_slices // 2
+    brain = orientation.slices_first(session.prepared.mask, "axial")[mid]
+    gaps = []
+    for alpha in (0.0, 0.5, 1.0):
+        values = session.synthesize_slice(alpha, mid)[brain]
+        gaps.append(np.abs(np.quantile(values, [0.25, 0.5, 0.75]) - ref_q).mean())
+    assert gaps[2] < gaps[1] < gaps[0]
+    assert gaps[2] < 0.02
+    full = orientation.to_canonical(synthesize(inputs, "FLAIR", engine=engine, style_reference=reference,
+                                               style_alpha=1.0, match_histogram=True))[mid][brain]
+    assert np.abs(np.median(full) - ref_q[1]) < 0.1
+    with pytest.raises(MRSynthError, match="needs a reference"):
+        PreviewSession(engine, inputs, "FLAIR", match_histogram=True)
