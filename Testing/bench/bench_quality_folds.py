@@ -1,0 +1,66 @@
+"""Both leave-one-subject-out folds of ``make bench-quality`` in one table (the README's).
+
+Usage: python Testing/bench/bench_quality_folds.py runs/bench-quality-400 runs/bench-quality-400B
+Each folder is one ``bench_quality.py`` run (``results.json``) with a different ``--holdout``. Per recipe:
+mean PSNR per target over the held-out subjects, mean PSNR/MAE/SSIM over every task, steps per fold,
+and the paired Wilcoxon signed-rank test (scipy) of each recipe against the unified model over the
+8 tasks (4 targets × 2 held-out subjects) — with 8 pairs the smallest two-sided p is 2/256 ≈ 0.008."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import wilcoxon
+
+TARGETS = ("T1", "T1Gd", "T2", "FLAIR")
+
+
+def load(folders: list[Path]) -> dict[str, dict]:
+    """recipe → {'steps': [...], 'rows': {(subject, target): metrics}, 'params_M', 'gmac'}."""
+    out: dict[str, dict] = {}
+    for folder in folders:
+        for res in json.loads((folder / "results.json").read_text(encoding="utf-8")):
+            entry = out.setdefault(res["recipe"], {"steps": [], "rows": {}, "params_M": res["params_M"],
+                                                   "gmac": res["gmac"]})
+            entry["steps"].append(res["steps"])
+            for r in res["rows"]:
+                if "PSNR" in r:
+                    entry["rows"][(r["subject"], r["target"])] = r
+    return out
+
+
+def table(results: dict[str, dict], reference: str = "unified") -> str:
+    ref = results[reference]["rows"]
+    lines = ["| recipe | params (M) | GMAC / 256² | steps per fold | " + " | ".join(f"PSNR {t}" for t in TARGETS)
+             + " | mean PSNR | mean MAE | mean SSIM | Δ PSNR vs unified | Wilcoxon p |",
+             "|---" * (9 + len(TARGETS)) + "|"]
+    for name, res in results.items():
+        rows = res["rows"]
+        per_t = [np.mean([r["PSNR"] for (s, t), r in rows.items() if t == tt]) if any(t == tt for _, t in rows)
+                 else np.nan for tt in TARGETS]
+        keys = sorted(set(rows) & set(ref))
+        delta = np.mean([rows[k]["PSNR"] - ref[k]["PSNR"] for k in keys]) if keys else np.nan
+        p = "—"
+        if name != reference and len(keys) >= 6:
+            diffs = [rows[k]["PSNR"] - ref[k]["PSNR"] for k in keys]
+            p = f"{wilcoxon(diffs).pvalue:.3f}"
+        mean = lambda m, rows=rows: np.mean([r[m] for r in rows.values()])  # noqa: E731
+        lines.append(f"| {name} | {res['params_M']:.2f} | {res['gmac']:.2f} | {'/'.join(map(str, res['steps']))} | "
+                     + " | ".join(f"{v:.2f}" for v in per_t)
+                     + f" | {mean('PSNR'):.2f} | {mean('MAE'):.3f} | {mean('SSIM'):.3f} | {delta:+.2f} | {p} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 1:
+        print(__doc__, file=sys.stderr)
+        return 2
+    print(table(load([Path(a) for a in argv])))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
