@@ -10,6 +10,7 @@ from MRSynthLib.nets.unified import UnifiedConfig, UnifiedModel
 
 from .config import TrainConfig, from_dict
 from .data import Batch
+from .recipe_common import to_tensors
 
 
 @dataclass
@@ -51,7 +52,7 @@ class UnifiedRecipe:
         return model.generator(images, available, style).clamp(0, 1)
 
     def train_step(self, batch: Batch) -> dict[str, float]:
-        t = {k: torch.from_numpy(v) for k, v in vars(batch).items()}
+        t = to_tensors(batch)
         model = self.model.train()
         ref = model.style_encoder(t["truth"])
         mean = model.mean_styles[t["target"]]
