@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import orientation
-from .backends import Backend
+from .backends import Backend, check_engine
 from .errors import MRSynthError
 from .synthesis import (
     brain_crop,
@@ -53,6 +53,8 @@ class PreviewSession:
         named, self.target = check_request(inputs, target)
         if match_histogram and reference is None:
             raise MRSynthError("histogram matching needs a reference volume")
+        check_engine(engine, list(named), self.target, style_ref=reference is not None and not match_histogram,
+                     second_target=second_target)
         self.engine, self.plane, self.second_target, self.model_id = engine, plane, second_target, model_id
         self.prepared = prepare(named, mask=mask)
         encodes = reference is not None and getattr(engine, "has_style_encoder", True)

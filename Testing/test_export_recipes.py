@@ -112,3 +112,13 @@ def test_cli_runs_an_exported_pairwise_model(bundles, small_subject, tmp_path):
     assert bad.returncode == 2 and "synthesizes T1 from T1Gd" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x.nii.gz").exists()
+
+
+def test_preview_session_refuses_what_the_model_cannot_do(bundles, small_subject):
+    from MRSynthLib.preview import PreviewSession
+
+    engine = load_backend(resolve_model(str(bundles["cyclegan"][1])), "onnx", "cpu")
+    with pytest.raises(MRSynthError, match="synthesizes T1Gd from T1"):
+        PreviewSession(engine, {"T2": small_subject.volumes["T2"]}, "T1Gd")
+    session = PreviewSession(engine, {"T1": small_subject.volumes["T1"]}, "T1Gd")
+    assert session.synthesize_slice(0.0, session.n_slices // 2).max() > 0
