@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,8 +121,9 @@ def resolve_model(spec: str | None = None, roles: tuple[str, ...] | None = None)
             raise MRSynthError(f"model '{name}' is registered but not installed; download it from "
                                f"{entry.get('url', '(no URL)')} into {cache_dir()} or import the file")
     path = Path(str(name))
-    if path.suffix == ".onnx":
-        path = path.with_name(path.name.removesuffix(".onnx").removesuffix("-style") + ".json")
+    if path.suffix == ".onnx":  # any graph of a bundle names its card: <id>.onnx, <id>-style.onnx, <id>-T1_to_T2.onnx
+        stem = re.sub(r"-(style|[A-Za-z0-9]+_to_[A-Za-z0-9]+)$", "", path.name.removesuffix(".onnx"))
+        path = path.with_name(stem + ".json")
     if path.is_dir():
         cards = sorted(path.glob("*.json"))
         if len(cards) != 1:

@@ -89,6 +89,13 @@ def test_style_reference_needs_a_style_encoder(bundles, small_subject):
     assert out.metadata["MRSynth.Synthetic"] == "1"
 
 
+def test_any_graph_file_of_a_bundle_resolves_to_its_card(bundles):
+    _, card_path, card = bundles["cyclegan"]
+    graph = card_path.parent / card["files"]["T2_to_FLAIR"]["name"]
+    assert graph.name == "tiny-cyclegan-T2_to_FLAIR.onnx"
+    assert resolve_model(str(graph)).card["id"] == "tiny-cyclegan"
+
+
 def test_torch_backend_refuses_a_non_unified_bundle(bundles):
     _, card_path, _ = bundles["supervised"]
     with pytest.raises(MRSynthError, match="onnxruntime only"):
