@@ -221,3 +221,70 @@ def test_logic_model_cache_and_device_warning(module, tiny_bundle):
 
     has_cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
     assert bool(logic.deviceWarning("cuda:0")) != has_cuda and logic.deviceWarning("cpu") == ""
+
+
+# --- the module's own ScriptedLoadableModuleTest, run on slicer-core; only SampleData's download is local ---
+def _fake_sample_data(folder):
+    """A SampleData stand-in that 'downloads' from a local folder and, like Slicer, checks each SHA256."""
+    import hashlib
+    import types
+
+    import slicer
+    import slicer.util
+
+    from MRSynthLib.io import read_volume
+
+    sources = {}
+
+    class SampleDataLogic:
+        @staticmethod
+        def registerCustomSampleDataSource(**kwargs):
+            sources[kwargs["sampleName"]] = kwargs
+
+        def downloadSamples(self, name):
+            src = sources[name]
+            nodes = []
+            for file_name, node_name, checksum in zip(src["fileNames"], src["nodeNames"], src["checksums"],
+                                                      strict=True):
+                path = folder / file_name
+                algo, expected = checksum.split(":")
+                assert hashlib.new(algo.lower(), path.read_bytes()).hexdigest() == expected, f"checksum of {path}"
+                vol = read_volume(path)
+                node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", node_name)
+                node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(vol.affine_ras))
+                slicer.util.updateVolumeFromArray(node, vol.array)
+                nodes.append(node)
+            return nodes
+
+    return types.SimpleNamespace(SampleDataLogic=SampleDataLogic)
+
+
+def test_module_self_test_runs_on_the_registered_sample_brain(module, monkeypatch, tmp_path):
+    """MRSynthTest itself (console API, labels, geometry, background process = in-process voxels) on the
+    sample subject whose files `mrsynth demo` writes; their bytes must match the SHA256 registered."""
+    import sys
+    import unittest
+
+    from MRSynthLib.io import write_volume
+    from MRSynthLib.phantom import simulate_subject
+
+    mod, slicer = module
+    subject = simulate_subject(7, shape=(144, 176, 144), lesion=True)  # what run_demo writes
+    for c in ("T1", "T1Gd", "T2"):
+        write_volume(subject.volumes[c], tmp_path / f"sim_{c}_input.nii.gz")
+
+    class TestBase(unittest.TestCase):
+        def delayDisplay(self, message, msec=0):
+            pass
+
+    monkeypatch.setitem(sys.modules, "SampleData", _fake_sample_data(tmp_path))
+    monkeypatch.setitem(sys.modules, "MRSynth", mod)
+    monkeypatch.setattr(sys.modules["slicer.ScriptedLoadableModule"], "ScriptedLoadableModuleTest", TestBase)
+    monkeypatch.delitem(sys.modules, "MRSynthSlicerLib.SelfTest", raising=False)
+    from MRSynthSlicerLib.SelfTest import MRSynthTest
+
+    slicer.mrmlScene.Clear = lambda *a: None  # a fresh scene already; vtkMRMLScene.Clear needs an argument
+    result = unittest.TextTestRunner(stream=open(tmp_path / "log.txt", "w"), verbosity=0).run(MRSynthTest("runTest"))
+    assert result.wasSuccessful(), (result.errors + result.failures)[0][1][-1500:]
+    out = [n for n in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode") if n.GetAttribute("MRSynth.Synthetic")]
+    assert len(out) == 2  # the console run and the background run
