@@ -59,6 +59,8 @@ class TrainConfig:
     checkpoint_every: int = 100
     log_every: int = 10
     threads: int = 2
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun: cuda:<local rank>)
+    amp: str = "auto"  # bfloat16 autocast: auto = on GPU only, on (CPU too), off
     validate_on: list[str] = field(default_factory=list)
     options: dict = field(default_factory=dict)  # recipe-specific, validated by the recipe's own dataclass
     data: DataConfig = field(default_factory=DataConfig)

@@ -63,7 +63,7 @@ class CollaGANRecipe(OneHotGeneratorRecipe):
         """Re-impute every available input k from (other inputs + the fake at the target)."""
         rows = torch.arange(images.shape[0])
         with_fake = images.clone()
-        with_fake[rows, target] = fake[:, 0]
+        with_fake[rows, target] = fake[:, 0].to(with_fake.dtype)  # bfloat16 under autocast
         avail_fake = available.clone()
         avail_fake[rows, target] = 1.0
         l1, ssim = fake.new_zeros(()), fake.new_zeros(())

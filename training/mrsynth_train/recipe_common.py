@@ -33,8 +33,9 @@ def parse_options(cls, cfg: TrainConfig):
 
 def to_tensors(batch: Batch) -> dict[str, torch.Tensor]:
     """The per-sample arrays as tensors (batch-level fields stay on the batch: see ``shard_views``)."""
-    return {k: torch.from_numpy(v) for k, v in vars(batch).items()
-            if isinstance(v, np.ndarray) and k not in Batch.BATCH_LEVEL}
+    from .devices import to_device  # noqa: PLC0415
+
+    return {k: to_device(v) for k, v in vars(batch).items() if isinstance(v, np.ndarray) and k not in Batch.BATCH_LEVEL}
 
 
 def shard_views(batch: Batch) -> list[np.ndarray]:

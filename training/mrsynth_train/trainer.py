@@ -98,7 +98,9 @@ def save_checkpoint(path: Path, step: int, recipe, sampler: SliceSampler, wall: 
         "wall_s": wall,
         "modules": {k: m.state_dict() for k, m in recipe.modules().items()},
         "optimizers": {k: o.state_dict() for k, o in recipe.optimizers().items()},
-        "rng": {"torch": torch.get_rng_state(), "numpy_sampler": json.dumps(sampler.rng.bit_generator.state),
+        "rng": {"torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "numpy_sampler": json.dumps(sampler.rng.bit_generator.state),
                 "numpy_choice": json.dumps(sampler.choice_rng.bit_generator.state),
                 "python": json.dumps(random.getstate())},
     }
@@ -114,6 +116,8 @@ def load_checkpoint(path: Path, recipe, sampler: SliceSampler) -> tuple[int, flo
     for k, o in recipe.optimizers().items():
         o.load_state_dict(state["optimizers"][k])
     torch.set_rng_state(state["rng"]["torch"])
+    if torch.cuda.is_available() and state["rng"].get("cuda"):
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
     sampler.rng.bit_generator.state = json.loads(state["rng"]["numpy_sampler"])
     if "numpy_choice" in state["rng"]:  # checkpoints written before the batch-level choice existed
         sampler.choice_rng.bit_generator.state = json.loads(state["rng"]["numpy_choice"])
@@ -124,14 +128,14 @@ def load_checkpoint(path: Path, recipe, sampler: SliceSampler) -> tuple[int, flo
 
 def _preview_grid(recipe, batch) -> np.ndarray:
     """Rows of (prediction | truth) for a fixed batch, for TensorBoard's image tab."""
-    import torch  # noqa: PLC0415
 
     preds = []
+    from .devices import to_device  # noqa: PLC0415
+
     for i in range(len(batch.target)):
-        x = torch.from_numpy(batch.images[i:i + 1])
-        a = torch.from_numpy(batch.available[i:i + 1])
+        x, a = to_device(batch.images[i:i + 1]), to_device(batch.available[i:i + 1])
         try:
-            preds.append(recipe.predict(x, a, int(batch.target[i]))[0, 0].numpy())
+            preds.append(recipe.predict(x, a, int(batch.target[i]))[0, 0].float().cpu().numpy())
         except MRSynthError:  # a pairwise recipe without the needed source
             preds.append(np.zeros_like(batch.truth[i, 0]))
     rows = [np.concatenate([p, t[0]], axis=1) for p, t in zip(preds, batch.truth, strict=True)]
@@ -160,8 +164,12 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, max_steps: int | No
     from tqdm import tqdm  # noqa: PLC0415
 
     from . import distributed  # noqa: PLC0415
+    from .devices import amp_enabled, autocast, release_device, resolve_device, use_device  # noqa: PLC0415
 
     dist = distributed.setup()
+    device = resolve_device(cfg.device, dist.local_rank)
+    amp = amp_enabled(cfg.amp, device)
+    use_device(device)
     if cfg.batch_size % dist.world:
         raise MRSynthError(f"batch_size {cfg.batch_size} is not divisible by the {dist.world} processes")
     out.mkdir(parents=True, exist_ok=True)
@@ -185,7 +193,8 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, max_steps: int | No
         (out / "config.json").write_text(json.dumps({
             "config": to_dict(cfg), "data": data_info, "git_commit": _git_commit(),
             "environment": {"python": platform.python_version(), "torch": torch.__version__,
-                            "machine": platform.machine(), "threads": cfg.threads, "world_size": dist.world},
+                            "machine": platform.machine(), "threads": cfg.threads, "world_size": dist.world,
+                            "device": device, "amp_bf16": amp},
         }, indent=2))
         try:
             from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415
@@ -204,7 +213,8 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, max_steps: int | No
         while step < total:
             if cfg.cpu_budget_s and _out_of_time(cpu0, cfg.cpu_budget_s, dist):
                 break
-            losses = recipe.train_step(distributed.shard(sampler.sample(cfg.batch_size), dist))
+            with autocast(amp, device):
+                losses = recipe.train_step(distributed.shard(sampler.sample(cfg.batch_size), dist))
             step += 1
             bar.update(1)
             if step % cfg.log_every == 0 or step == total:
@@ -223,6 +233,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, max_steps: int | No
                         writer.add_images("prediction | truth", _preview_grid(recipe, preview), step,
                                           dataformats="CHW")
     finally:
+        release_device(device)
         bar.close()
         if log is not None:
             log.close()
