@@ -165,3 +165,35 @@ def test_register_realigns_a_moved_input(small_subject, engines):
     assert err(registered) < 0.6 * err(naive)
     out = synthesize({"T1": t1, "T2": moved}, "FLAIR", engine=engines["onnx"], register=True)
     assert out.same_grid(t1)
+
+
+def test_input_mixture_passes_a_favoured_input_through_and_never_an_absent_one():
+    """``input_mix``: with the mixture's logits pinned to one contrast the output is that input exactly;
+    a contrast that is not given gets weight 0 whatever its logit; the ONNX graph agrees."""
+    import onnxruntime as ort
+    import torch
+
+    from MRSynthLib.nets.unified import UnifiedConfig, UnifiedModel
+
+    torch.manual_seed(0)
+    gen = UnifiedModel(UnifiedConfig(ngf=4, n_blocks=1, style_dim=4, pointwise=0, input_mix=1)).generator.eval()
+    x = torch.rand(2, 5, 32, 32)
+    avail = torch.tensor([[1, 1, 0, 0, 0], [0, 0, 1, 0, 1]], dtype=torch.float32)
+    style = torch.zeros(2, 4)
+    with torch.no_grad():
+        gen.mix.bias.zero_()
+        gen.mix.bias[0] = 50.0  # T1: given in row 0, absent in row 1
+        y = gen(x, avail, style)
+        gen.mix.bias[0] = -50.0
+        without_t1 = gen(x, avail, style)
+    assert torch.allclose(y[0, 0], x[0, 0], atol=1e-6)
+    assert torch.allclose(y[1], without_t1[1], atol=1e-5)  # row 1 never sees T1
+    assert not torch.allclose(y[1, 0], x[1, 0], atol=1e-2)
+    import io
+
+    buf = io.BytesIO()
+    torch.onnx.export(gen, (x, avail, style), buf, dynamo=False, opset_version=17,
+                      input_names=["images", "available", "style"], output_names=["synthetic"])
+    sess = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
+    onnx_y = sess.run(["synthetic"], {"images": x.numpy(), "available": avail.numpy(), "style": style.numpy()})[0]
+    assert np.abs(onnx_y - without_t1.numpy()).max() < 1e-4

@@ -8,7 +8,9 @@ One network carries the ideas of the seed methods:
   style interpolation are all the same mechanism (a point in style space);
 - U-Net-like additive skips keep anatomy sharp at low cost;
 - a per-voxel path (1×1 convs, FiLM-modulated by the style, *no* normalization) keeps the absolute
-  intensity relations between inputs that instance normalization removes from the main path.
+  intensity relations between inputs that instance normalization removes from the main path;
+- optionally (``input_mix``) the output is a per-voxel softmax mixture of the given inputs and the
+  generated image, so a near-identical input (T1Gd for T1) can pass its own intensities through.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class UnifiedConfig:
     n_blocks: int = 6
     style_dim: int = 8
     pointwise: int = 32  # width of the un-normalized per-voxel path (0 = off)
+    input_mix: int = 0  # 1: the output is a per-voxel softmax mixture of the given inputs and the generated image
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -57,6 +60,13 @@ def _define() -> dict:
                 nn.init.zeros_(self.point_film.weight)
                 nn.init.zeros_(self.point_film.bias)
                 self.point_out = nn.Conv2d(cfg.pointwise, 1, 1)
+            self.input_mix = cfg.input_mix
+            if cfg.input_mix:  # logits: one per input contrast + one for the generated image
+                self.mix = nn.Conv2d(f, c + 1, 1)
+                nn.init.zeros_(self.mix.weight)
+                with torch.no_grad():
+                    self.mix.bias.zero_()
+                    self.mix.bias[c] = 2.0  # start close to the plain generator
 
         def forward(self, images: torch.Tensor, available: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
             avail = available[:, :, None, None]
@@ -72,6 +82,11 @@ def _define() -> dict:
             if self.pointwise:
                 gamma, beta = self.point_film(style)[:, :, None, None].chunk(2, dim=1)
                 out = out + self.point_out(torch.relu(self.point_in(x) * (1 + gamma) + beta))
+            if self.input_mix:
+                logits = self.mix(h)
+                blocked = torch.cat([(1.0 - avail) * -1e4, torch.zeros_like(avail[:, :1])], dim=1)
+                weights = torch.softmax(logits + blocked, dim=1)
+                out = (weights * torch.cat([images, out], dim=1)).sum(dim=1, keepdim=True)
             return out
 
 

@@ -45,6 +45,7 @@ class ModelConfig:
     n_blocks: int = 6
     style_dim: int = 8
     pointwise: int = 32
+    input_mix: int = 0
 
 
 @dataclass
