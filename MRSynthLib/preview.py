@@ -18,11 +18,11 @@ from .errors import MRSynthError
 from .synthesis import (
     brain_crop,
     check_request,
-    encode_reference_style,
     pad_to_multiple,
     prepare,
     quantile_map,
     reference_quantiles,
+    reference_style_or_none,
     style_code,
     to_output_volume,
 )
@@ -57,8 +57,7 @@ class PreviewSession:
                      second_target=second_target)
         self.engine, self.plane, self.second_target, self.model_id = engine, plane, second_target, model_id
         self.prepared = prepare(named, mask=mask)
-        encodes = reference is not None and getattr(engine, "has_style_encoder", True)
-        self.reference_style = encode_reference_style(engine, reference, plane) if encodes else None
+        self.reference_style = reference_style_or_none(engine, reference, plane)
         # the full run matches the whole volume's histogram; a one-slice preview can only match the slice's
         self.reference_q = reference_quantiles(reference) if match_histogram else None
         self._stack = orientation.slices_first(np.moveaxis(self.prepared.stack, 0, -1), plane)  # (N, a, b, C)

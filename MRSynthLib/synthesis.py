@@ -105,6 +105,14 @@ def encode_reference_style(backend: Backend, reference: Volume, plane: str = "ax
     return backend.encode_style(batch).mean(axis=0)
 
 
+def reference_style_or_none(backend: Backend, reference: Volume | None, plane: str = "axial") -> np.ndarray | None:
+    """The reference's style code, or None without a reference or for a model without a style encoder
+    (such a model can still take the reference's histogram, ``match_histogram``)."""
+    if reference is None or not getattr(backend, "has_style_encoder", True):
+        return None
+    return encode_reference_style(backend, reference, plane)
+
+
 def style_code(backend: Backend, target: str, reference_style: np.ndarray | None = None, alpha: float = 0.0,
                second_target: str | None = None) -> np.ndarray:
     """Point in style space: (1−α)·mean[target] + α·(reference code or mean[second_target])."""
@@ -219,8 +227,7 @@ def synthesize(inputs: dict[str, Volume], target: str, model: str | None = None,
     check_engine(engine, list(named), tgt, style_ref=style_reference is not None and not match_histogram,
                  second_target=second_target)
     prepared = prepare(named, mask=mask, register=register, n4=n4)
-    encodes = style_reference is not None and getattr(engine, "has_style_encoder", True)
-    ref_code = encode_reference_style(engine, style_reference, plane) if encodes else None
+    ref_code = reference_style_or_none(engine, style_reference, plane)
     style = style_code(engine, tgt, ref_code, style_alpha, second_target)
     out = run_slices(engine, prepared, style, plane=plane, batch_size=batch_size, progress=progress)
     if match_histogram:

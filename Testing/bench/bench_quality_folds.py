@@ -1,7 +1,8 @@
 """Both leave-one-subject-out folds of ``make bench-quality`` in one table (the README's).
 
-Usage: python Testing/bench/bench_quality_folds.py runs/bench-quality-400 runs/bench-quality-400B
-Each folder is one ``bench_quality.py`` run (``results.json``) with a different ``--holdout``. Per recipe:
+Usage: python Testing/bench/bench_quality_folds.py runs/bench-quality-A runs/bench-quality-B [RERUN …]
+Each folder is one ``bench_quality.py`` run (``results.json``); later folders override earlier entries
+of the same recipe and held-out subject. Steps per fold are listed in subject order. Per recipe:
 mean PSNR per target over the held-out subjects, mean PSNR/MAE/SSIM over every task, steps per fold,
 and the paired Wilcoxon signed-rank test (scipy) of each recipe against the unified model over the
 8 tasks (4 targets × 2 held-out subjects) — with 8 pairs the smallest two-sided p is 2/256 ≈ 0.008."""
@@ -19,22 +20,26 @@ TARGETS = ("T1", "T1Gd", "T2", "FLAIR")
 
 
 def load(folders: list[Path]) -> dict[str, dict]:
-    """recipe → {'steps': [...], 'rows': {(subject, target): metrics}, 'params_M', 'gmac'}."""
+    """recipe → {'steps': {subject: n}, 'rows': {(subject, target): metrics}, 'params_M', 'gmac'}.
+
+    A later folder's entry for the same recipe and held-out subject replaces an earlier one (a recipe
+    re-run alone, e.g. ``bench_quality.py --only unified``, after the machine was busy during its run)."""
     out: dict[str, dict] = {}
     for folder in folders:
         for res in json.loads((folder / "results.json").read_text(encoding="utf-8")):
-            entry = out.setdefault(res["recipe"], {"steps": [], "rows": {}, "params_M": res["params_M"],
+            entry = out.setdefault(res["recipe"], {"steps": {}, "rows": {}, "params_M": res["params_M"],
                                                    "gmac": res["gmac"]})
-            entry["steps"].append(res["steps"])
-            for r in res["rows"]:
-                if "PSNR" in r:
-                    entry["rows"][(r["subject"], r["target"])] = r
+            rows = [r for r in res["rows"] if "PSNR" in r]
+            for subject in {r["subject"] for r in rows}:
+                entry["steps"][subject] = res["steps"]
+            for r in rows:
+                entry["rows"][(r["subject"], r["target"])] = r
     return out
 
 
 def table(results: dict[str, dict], reference: str = "unified") -> str:
     ref = results[reference]["rows"]
-    lines = ["| recipe | params (M) | GMAC / 256² | steps per fold | " + " | ".join(f"PSNR {t}" for t in TARGETS)
+    lines = ["| recipe | params (M) | GMAC / 256² | steps per held-out subject (A–Z) | " + " | ".join(f"PSNR {t}" for t in TARGETS)
              + " | mean PSNR | mean MAE | mean SSIM | Δ PSNR vs unified | Wilcoxon p |",
              "|---" * (9 + len(TARGETS)) + "|"]
     for name, res in results.items():
@@ -48,7 +53,7 @@ def table(results: dict[str, dict], reference: str = "unified") -> str:
             diffs = [rows[k]["PSNR"] - ref[k]["PSNR"] for k in keys]
             p = f"{wilcoxon(diffs).pvalue:.3f}"
         mean = lambda m, rows=rows: np.mean([r[m] for r in rows.values()])  # noqa: E731
-        lines.append(f"| {name} | {res['params_M']:.2f} | {res['gmac']:.2f} | {'/'.join(map(str, res['steps']))} | "
+        lines.append(f"| {name} | {res['params_M']:.2f} | {res['gmac']:.2f} | {'/'.join(str(res['steps'][k]) for k in sorted(res['steps']))} | "
                      + " | ".join(f"{v:.2f}" for v in per_t)
                      + f" | {mean('PSNR'):.2f} | {mean('MAE'):.3f} | {mean('SSIM'):.3f} | {delta:+.2f} | {p} |")
     return "\n".join(lines) + "\n"
