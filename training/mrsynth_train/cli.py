@@ -32,6 +32,12 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--data", required=True)
     v.add_argument("--subject", action="append", required=True)
     v.add_argument("--out", default=None, help="folder for the JSON report and montages")
+    lo = sub.add_parser("validate-loso", help="validate leave-one-subject-out fold runs; the combined report "
+                        "goes into FINAL_RUN/validation.json (and from there into the exported model card)")
+    lo.add_argument("final_run")
+    lo.add_argument("--data", required=True)
+    lo.add_argument("--fold", action="append", required=True, metavar="SUBJECT=RUN",
+                    help="a fold run and the real subject it held out (repeatable)")
     ev = sub.add_parser("evaluate", help="whole-volume 3→1 evaluation of one or two runs (CSV, Markdown, PNG, Wilcoxon)")
     ev.add_argument("runs", nargs="+", help="run folder(s); with two, a paired Wilcoxon test compares them")
     ev.add_argument("--data", required=True, help="folder of subject folders (or BIDS)")
@@ -40,6 +46,15 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", required=True)
     ev.add_argument("--no-montage", action="store_true")
     return p
+
+
+def _subject_run(text: str) -> tuple[str, Path]:
+    subject, sep, run = text.partition("=")
+    if not sep or not subject or not run:
+        raise MRSynthError(f"--fold {text!r}: expected SUBJECT=RUN")
+    if not Path(run, "model.pt").exists():
+        raise MRSynthError(f"{run}: not a finished run folder (no model.pt)")
+    return subject, Path(run)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
             report = validate_run(Path(args.run), Path(args.data), args.subject,
                                   Path(args.out) if args.out else None)
             print(json.dumps(report, indent=2))
+        elif args.command == "validate-loso":
+            from .validate import validate_loso  # noqa: PLC0415
+
+            folds = dict(_subject_run(f) for f in args.fold)
+            report = validate_loso(Path(args.final_run), Path(args.data), folds)
+            print(json.dumps({k: v for k, v in report.items() if k != "folds"}, indent=2))
         elif args.command == "evaluate":
             from .evaluate import evaluate_run, load_subjects, wilcoxon, write_report  # noqa: PLC0415
 
