@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: venv demo test test-all bench bench-preview bench-quality lint clean
+.PHONY: venv demo test test-all bench bench-preview bench-quality model lint clean
 
 $(STAMP): requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -38,6 +38,20 @@ bench-quality: $(STAMP)  # both leave-one-subject-out folds, BUDGET CPU-seconds 
 	$(BIN)/python Testing/bench/bench_quality.py --budget-s $(BUDGET) --holdout TCGA-FG-6692 --out runs/bench-quality-A
 	$(BIN)/python Testing/bench/bench_quality.py --budget-s $(BUDGET) --holdout TCGA-DU-7294 --out runs/bench-quality-B
 	$(BIN)/python Testing/bench/bench_quality_folds.py runs/bench-quality-A runs/bench-quality-B
+
+# Rebuild the shipped default model from scratch (~27 min on 2 CPU cores): the final run on both real
+# subjects, one fold run per held-out subject, the leave-one-subject-out report, then ONNX + card + registry.
+MODEL_ID ?= mrsynth-unified-v2
+MODEL_RUNS ?= runs/model
+REAL := ../shared/data/real
+model: $(STAMP)
+	$(BIN)/mrsynth-train train --config training/configs/unified.yaml --out $(MODEL_RUNS)/final
+	$(BIN)/mrsynth-train train --config training/configs/unified.yaml --out $(MODEL_RUNS)/foldA --exclude TCGA-FG-6692
+	$(BIN)/mrsynth-train train --config training/configs/unified.yaml --out $(MODEL_RUNS)/foldB --exclude TCGA-DU-7294
+	$(BIN)/mrsynth-train validate-loso $(MODEL_RUNS)/final --data $(REAL) \
+	    --fold TCGA-FG-6692=$(MODEL_RUNS)/foldA --fold TCGA-DU-7294=$(MODEL_RUNS)/foldB
+	$(BIN)/mrsynth-train export $(MODEL_RUNS)/final --out Resources/Models --id $(MODEL_ID) --version 2.0.0 \
+	    --register Resources/Models.json --url https://github.com/MRSynth/SlicerMRSynth/releases/download/models-v2/
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

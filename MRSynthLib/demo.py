@@ -56,10 +56,10 @@ def run_demo(out: Path, seed: int = 7, backend: str = "onnx", device: str = "aut
     z = int(np.argmax(cm.reshape(cm.shape[0], -1).sum(1))) + 8
     t_n = canon(normalize(truth.array, mask))[z]
     rows = []
-    for name, vol in (("reference-matched", pred), ("mean style", mean_style)):
+    for name, vol in (("ref. matched", pred), ("mean style", mean_style)):
         p_n = canon(normalize(vol.array, mask))[z]
         panels = [(c, canon(normalize(subject.volumes[c].array, mask))[z]) for c in DEMO_INPUTS]
-        panels += [(f"SYNTHETIC, {name}", p_n), (f"{DEMO_TARGET} truth", t_n)]
+        panels += [(f"SYNTH. {name}", p_n), (f"{DEMO_TARGET} truth", t_n)]
         rows.append(montage_png(panels, out / f".montage-{len(rows)}.png", error=np.abs(p_n - t_n)))
     stack_png(rows, out / "montage.png")
     for r in rows:

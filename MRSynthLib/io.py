@@ -135,6 +135,17 @@ def _suffix(path: Path) -> str:
     raise MRSynthError(f"unsupported output extension (use one of {', '.join(_EXTENSIONS)})", str(path))
 
 
+def temp_path_beside(path: Path, suffix: str = ".tmp") -> str:
+    """A temp file next to `path` for an atomic write, with the permissions a plain `open` would give
+    (mkstemp makes it owner-only, which would leave every output unreadable to colleagues)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return tmp
+
+
 def write_volume(volume: Volume, path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write atomically (temp file + rename) next to the destination."""
     p = Path(path)
@@ -144,8 +155,7 @@ def write_volume(volume: Volume, path: str | os.PathLike, overwrite: bool = Fals
     if not p.parent.exists():
         raise MRSynthError("output folder does not exist", str(p.parent))
     sitk = _sitk()
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=f".tmp{ext}", dir=p.parent)
-    os.close(fd)
+    tmp = temp_path_beside(p, f".tmp{ext}")
     try:
         sitk.WriteImage(volume_to_sitk(volume), tmp, useCompression=ext in (".nii.gz", ".nrrd", ".mha"))
         os.replace(tmp, p)
@@ -159,8 +169,13 @@ def write_volume(volume: Volume, path: str | os.PathLike, overwrite: bool = Fals
 def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> Path:
     """Atomic write for sidecars (JSON, PNG)."""
     p = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, p)
+    tmp = temp_path_beside(p)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
     return p

@@ -101,3 +101,20 @@ def test_write_is_atomic_and_refuses_to_overwrite(tmp_path):
     with pytest.raises(MRSynthError, match="exists"):
         write_volume(vol, p)
     assert sorted(x.name for x in tmp_path.iterdir()) == ["a.nii.gz"]  # no temp files left
+
+
+def test_atomic_outputs_get_ordinary_permissions(tmp_path):
+    """mkstemp makes owner-only files; outputs must be readable like any file the user writes."""
+    import os
+    import stat
+
+    from MRSynthLib.io import write_bytes_atomic
+
+    old = os.umask(0o022)
+    try:
+        vol_path = write_volume(_volume(np.eye(3)), tmp_path / "b.nii.gz")
+        json_path = write_bytes_atomic(b"{}", tmp_path / "m.json")
+    finally:
+        os.umask(old)
+    for p in (vol_path, json_path):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o644, p

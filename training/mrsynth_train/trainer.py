@@ -7,7 +7,6 @@ import os
 import platform
 import random
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -76,8 +75,9 @@ def build_sampler(cfg: TrainConfig, root_dir: Path | None = None) -> tuple[Slice
 def _atomic_torch_save(obj, path: Path) -> None:
     import torch  # noqa: PLC0415
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    from MRSynthLib.io import temp_path_beside  # noqa: PLC0415
+
+    tmp = temp_path_beside(path)
     torch.save(obj, tmp)
     os.replace(tmp, path)
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from MRSynthLib import orientation
 from MRSynthLib.evaluation import evaluate_arrays, histogram_match
-from MRSynthLib.io import read_volume
+from MRSynthLib.io import read_volume, write_bytes_atomic
 from MRSynthLib.montage import montage_png, stack_png
 from MRSynthLib.preprocess import derive_mask, normalize
 from MRSynthLib.synthesis import synthesize
@@ -108,7 +108,5 @@ def validate_loso(final_run: Path, data: Path, fold_runs: dict[str, Path]) -> di
     for subject, run in fold_runs.items():
         folds[subject] = validate_run(run, data, [subject])[subject]
     report = combine_folds(folds)
-    tmp = final_run / ".validation.json.tmp"
-    tmp.write_text(json.dumps(report, indent=1))
-    tmp.replace(final_run / "validation.json")
+    write_bytes_atomic(json.dumps(report, indent=1).encode("utf-8"), final_run / "validation.json")
     return report
