@@ -1,6 +1,8 @@
 """Analysis used in the README: the validation-fold model with the *other* real subject's scan of the target
-contrast as style reference + histogram matching (no leak), vs the baselines. Run from the repository root."""
+contrast as style reference + histogram matching (no leak), vs the baselines. Run from the repository root:
+python Testing/bench/loso_reference.py [FOLD_RUN_HOLDING_OUT_FG-6692 FOLD_RUN_HOLDING_OUT_DU-7294]"""
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +14,9 @@ from MRSynthLib.io import read_volume
 from MRSynthLib.preprocess import derive_mask, normalize
 from MRSynthLib.synthesis import synthesize
 
+fold_a, fold_b = sys.argv[1:3] if len(sys.argv) > 2 else ('runs/model/foldA', 'runs/model/foldB')
 res = {}
-for run, test, other in (('runs/foldA2','TCGA-FG-6692','TCGA-DU-7294'), ('runs/foldB2','TCGA-DU-7294','TCGA-FG-6692')):
+for run, test, other in ((fold_a, 'TCGA-FG-6692', 'TCGA-DU-7294'), (fold_b, 'TCGA-DU-7294', 'TCGA-FG-6692')):
     model, cfg = load_run_model(Path(run))
     eng = TorchBackend(None, cfg['model'], device='cpu', model=model)
     vols = {c: read_volume(f'../shared/data/real/{test}/{c}.nii.gz') for c in ('T1','T1Gd','T2','FLAIR')}
@@ -30,7 +33,7 @@ for run, test, other in (('runs/foldA2','TCGA-FG-6692','TCGA-DU-7294'), ('runs/f
         other_hist = {s: evaluate_arrays(np.where(m, np.interp(norm[s], np.quantile(norm[s][m], np.linspace(0,1,1001)) + np.arange(1001)*1e-9, np.quantile(normalize(refs[tgt].array, rm)[rm], np.linspace(0,1,1001))), 0), vols[tgt].array, m)['PSNR'] for s in inp}
         res[f'{test}/{tgt}'] = {'model_ref': mm, 'baseline_true_best': max(base.values()), 'baseline_other_best': max(other_hist.values())}
         print(test, tgt, round(mm['PSNR'],2), 'SSIM', round(mm['SSIM'],3), 'base(true hist)', round(max(base.values()),2), 'base(other subj hist)', round(max(other_hist.values()),2))
-json.dump(res, open('runs/loso_reference.json','w'), indent=1)
+json.dump(res, open(Path(fold_a).parent / 'loso_reference.json', 'w'), indent=1)
 g1 = np.mean([r['model_ref']['PSNR'] - r['baseline_true_best'] for r in res.values()])
 g2 = np.mean([r['model_ref']['PSNR'] - r['baseline_other_best'] for r in res.values()])
 print('gain vs true-hist baseline', round(g1,2), 'gain vs same-info baseline', round(g2,2))
