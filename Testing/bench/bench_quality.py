@@ -1,6 +1,9 @@
 """Comparison at equal budget (``make bench-quality``): every recipe trains for the same CPU-time
-budget (seconds of CPU of the training process, all threads, so machine load does not skew it) on the same data (real subjects but the held-out one, plus the same simulated subjects), then
-the held-out real subject is synthesized 3→1 for every target with the same pipeline and protocol.
+budget (CPU seconds of the training process, all threads; run it on an otherwise idle machine, because
+OpenMP threads spinning under contention count too) on the same data (real subjects but the held-out one,
+plus the same simulated subjects), then the held-out real subject is synthesized 3→1 for every target
+with the same pipeline and protocol. Each recipe's learning-rate schedule runs on the budget's clock, so
+every run ends annealed, as it would at its last step.
 
 Prints (and writes to ``--out``/summary.md) a table of MAE/PSNR/SSIM per target, params, GMAC per
 256² slice and training steps/s. The table is the truth, not an advertisement.

@@ -10,6 +10,7 @@ Every inference module takes the project's [0, 1] images and returns [0, 1] imag
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -80,6 +81,17 @@ def linear_decay(opt: torch.optim.Optimizer, steps: int, start: float) -> torch.
 
     def factor(step: int) -> float:
         return 1.0 if step < begin else max(0.0, 1.0 - (step - begin) / max(steps - begin, 1))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def cosine_decay(opt: torch.optim.Optimizer, steps: int, floor: float) -> torch.optim.lr_scheduler.LambdaLR:
+    """Cosine annealing from the base rate to ``floor`` × base over ``steps``, in closed form (unlike
+    CosineAnnealingLR's recursion, it stays right when the trainer moves the schedule to a CPU budget's clock)."""
+
+    def factor(step: int) -> float:
+        t = min(step / max(steps, 1), 1.0)
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
 
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 

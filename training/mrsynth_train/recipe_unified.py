@@ -10,7 +10,7 @@ from MRSynthLib.nets.unified import UnifiedConfig, UnifiedModel
 
 from .config import TrainConfig, from_dict
 from .data import Batch
-from .recipe_common import to_tensors
+from .recipe_common import cosine_decay, to_tensors
 
 
 @dataclass
@@ -32,8 +32,7 @@ class UnifiedRecipe:
         self.options = from_dict(UnifiedOptions, cfg.options, "options.")
         self.model = UnifiedModel(UnifiedConfig(**vars(cfg.model)))
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=max(cfg.steps, 1),
-                                                                    eta_min=cfg.lr * 0.05)
+        self.scheduler = cosine_decay(self.optimizer, cfg.steps, floor=0.05)
 
     def inference_module(self) -> torch.nn.Module:
         return self.model.generator

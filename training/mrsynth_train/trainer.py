@@ -90,12 +90,13 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def save_checkpoint(path: Path, step: int, recipe, sampler: SliceSampler, wall: float) -> None:
+def save_checkpoint(path: Path, step: int, recipe, sampler: SliceSampler, wall: float, cpu: float = 0.0) -> None:
     import torch  # noqa: PLC0415
 
     state = {
         "step": step,
         "wall_s": wall,
+        "cpu_s": cpu,  # CPU seconds spent so far: a CPU budget counts across --resume
         "modules": {k: m.state_dict() for k, m in recipe.modules().items()},
         "optimizers": {k: o.state_dict() for k, o in recipe.optimizers().items()},
         "rng": {"torch": torch.get_rng_state(),
@@ -107,7 +108,7 @@ def save_checkpoint(path: Path, step: int, recipe, sampler: SliceSampler, wall: 
     _atomic_torch_save(state, path)
 
 
-def load_checkpoint(path: Path, recipe, sampler: SliceSampler) -> tuple[int, float]:
+def load_checkpoint(path: Path, recipe, sampler: SliceSampler) -> tuple[int, float, float]:
     import torch  # noqa: PLC0415
 
     state = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -123,7 +124,7 @@ def load_checkpoint(path: Path, recipe, sampler: SliceSampler) -> tuple[int, flo
         sampler.choice_rng.bit_generator.state = json.loads(state["rng"]["numpy_choice"])
     py = json.loads(state["rng"]["python"])
     random.setstate((py[0], tuple(py[1]), py[2]))
-    return int(state["step"]), float(state["wall_s"])
+    return int(state["step"]), float(state["wall_s"]), float(state.get("cpu_s", 0.0))
 
 
 def _preview_grid(recipe, batch) -> np.ndarray:
@@ -142,16 +143,29 @@ def _preview_grid(recipe, batch) -> np.ndarray:
     return np.clip(np.concatenate(rows, axis=0), 0, 1)[None]
 
 
-def _out_of_time(cpu0: float, budget: float, dist) -> bool:
-    """CPU seconds (all threads) since ``cpu0`` ≥ budget; all ranks stop at the same step (rank 0 decides)."""
+def _budget_used(cpu0: float, budget: float, dist) -> float:
+    """Fraction of the CPU-time budget (all threads) spent since ``cpu0``; rank 0's value on every rank,
+    so all ranks stop at the same step and keep identical learning rates."""
     import torch  # noqa: PLC0415
 
-    flag = torch.tensor([float(time.process_time() - cpu0 >= budget)])
+    used = torch.tensor([(time.process_time() - cpu0) / budget], dtype=torch.float64)
     if dist.world > 1:
         import torch.distributed as tdist  # noqa: PLC0415
 
-        tdist.broadcast(flag, src=0)
-    return bool(flag.item())
+        tdist.broadcast(used, src=0)
+    return float(used.item())
+
+
+def _follow_budget(recipe, used: float, steps: int) -> None:
+    """Move the recipe's LR schedules to the budget's clock when it runs ahead of the step count, so a run
+    stopped by its CPU budget has annealed like a run that reached its last step (budget-aware schedules,
+    Li et al., "Budgeted Training", ICLR 2020). Schedules are closed-form lambdas of the step index."""
+    import torch  # noqa: PLC0415
+
+    position = int(min(used, 1.0) * steps)
+    for obj in recipe.optimizers().values():
+        if isinstance(obj, torch.optim.lr_scheduler.LRScheduler) and obj.last_epoch < position:
+            obj.last_epoch = position
 
 
 def train(cfg: TrainConfig, out: Path, resume: bool = False, max_steps: int | None = None,
@@ -183,11 +197,11 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, max_steps: int | No
     recipe = build_recipe(cfg)
     distributed.average_gradients(recipe.modules().values(), dist)
     ckpt = out / "checkpoint.pt"
-    step, wall = 0, 0.0
+    step, wall, cpu = 0, 0.0, 0.0
     if resume:
         if not ckpt.exists():
             raise MRSynthError("--resume given but no checkpoint in the run folder", str(ckpt))
-        step, wall = load_checkpoint(ckpt, recipe, sampler)
+        step, wall, cpu = load_checkpoint(ckpt, recipe, sampler)
     writer = None
     if dist.main:
         (out / "config.json").write_text(json.dumps({
@@ -207,12 +221,15 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, max_steps: int | No
     bar = tqdm(total=total, initial=step, desc=f"train {cfg.recipe}", disable=not (progress and dist.main),
                dynamic_ncols=True)
     t0 = time.perf_counter() - wall
-    cpu0 = time.process_time()
+    cpu0 = time.process_time() - cpu
     log = open(out / "log.jsonl", "a") if dist.main else None  # noqa: SIM115
     try:
         while step < total:
-            if cfg.cpu_budget_s and _out_of_time(cpu0, cfg.cpu_budget_s, dist):
-                break
+            if cfg.cpu_budget_s:
+                used = _budget_used(cpu0, cfg.cpu_budget_s, dist)
+                if used >= 1.0:
+                    break
+                _follow_budget(recipe, used, cfg.steps)
             with autocast(amp, device):
                 losses = recipe.train_step(distributed.shard(sampler.sample(cfg.batch_size), dist))
             step += 1
@@ -228,7 +245,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, max_steps: int | No
                         writer.add_scalar(f"loss/{k}", v, step)
             if step % cfg.checkpoint_every == 0 or step == total:
                 if dist.main:  # the final checkpoint is also written after the loop (time budget)
-                    save_checkpoint(ckpt, step, recipe, sampler, time.perf_counter() - t0)
+                    save_checkpoint(ckpt, step, recipe, sampler, time.perf_counter() - t0, time.process_time() - cpu0)
                     if writer is not None:
                         writer.add_images("prediction | truth", _preview_grid(recipe, preview), step,
                                           dataformats="CHW")
@@ -241,7 +258,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, max_steps: int | No
             writer.close()
     wall = time.perf_counter() - t0
     if dist.main and step % cfg.checkpoint_every != 0 and step != total:
-        save_checkpoint(ckpt, step, recipe, sampler, wall)
+        save_checkpoint(ckpt, step, recipe, sampler, wall, time.process_time() - cpu0)
     summary = {"steps": step, "wall_s": round(wall, 1), "cpu_s": round(time.process_time() - cpu0, 1), "losses": losses, "data": data_info,
                "world_size": dist.world}
     if dist.main:
