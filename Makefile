@@ -43,6 +43,8 @@ bench-quality: $(STAMP)  # both leave-one-subject-out folds, BUDGET CPU-seconds 
 # subjects, one fold run per held-out subject, the leave-one-subject-out report, then ONNX + card + registry.
 MODEL_ID ?= mrsynth-unified-v2
 MODEL_RUNS ?= runs/model
+MODEL_OUT ?= Resources/Models
+MODEL_REGISTRY ?= Resources/Models.json
 REAL := ../shared/data/real
 model: $(STAMP)
 	$(BIN)/mrsynth-train train --config training/configs/unified.yaml --out $(MODEL_RUNS)/final
@@ -50,8 +52,8 @@ model: $(STAMP)
 	$(BIN)/mrsynth-train train --config training/configs/unified.yaml --out $(MODEL_RUNS)/foldB --exclude TCGA-DU-7294
 	$(BIN)/mrsynth-train validate-loso $(MODEL_RUNS)/final --data $(REAL) \
 	    --fold TCGA-FG-6692=$(MODEL_RUNS)/foldA --fold TCGA-DU-7294=$(MODEL_RUNS)/foldB
-	$(BIN)/mrsynth-train export $(MODEL_RUNS)/final --out Resources/Models --id $(MODEL_ID) --version 2.0.0 \
-	    --register Resources/Models.json --url https://github.com/MRSynth/SlicerMRSynth/releases/download/models-v2/
+	$(BIN)/mrsynth-train export $(MODEL_RUNS)/final --out $(MODEL_OUT) --id $(MODEL_ID) --version 2.0.0 \
+	    --register $(MODEL_REGISTRY) --url https://github.com/MRSynth/SlicerMRSynth/releases/download/models-v2/
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -30,11 +30,10 @@ if os.path.isdir(os.path.join(_SOURCE_ROOT, "MRSynthLib")) and _SOURCE_ROOT not 
 from MRSynthSlicerLib import InstallLogic, registerSampleData  # noqa: E402
 from MRSynthSlicerLib.SelfTest import MRSynthTest  # noqa: E402, F401 - Slicer looks the test up here
 
+from MRSynthLib.contrasts import GADOLINIUM_NOTE  # noqa: E402 - Qt-free, imports nothing heavy
+
 CONTRASTS = ("T1", "T1Gd", "T2", "PD", "FLAIR")
 NO_SECOND = "(none)"
-GADOLINIUM_NOTE = ("Note: gadolinium enhancement cannot truly be synthesized from non-contrast images "
-                   "(CollaGAN showed this): a synthetic T1Gd shows no real enhancement. Never use it to rule "
-                   "enhancement in or out.")
 
 
 class MRSynth(ScriptedLoadableModule):

@@ -82,6 +82,10 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     result.metadata["MRSynth.Model"] = bundle.id
     result.metadata["descrip"] = f"SYNTHETIC {target} by MRSynth ({bundle.id}) - not an acquired image"
     write_volume(result, out, overwrite=args.force)
+    if target == "T1Gd":
+        from .contrasts import GADOLINIUM_NOTE  # noqa: PLC0415
+
+        print(f"mrsynth: {GADOLINIUM_NOTE}", file=sys.stderr)
     print(str(out))
     return 0
 

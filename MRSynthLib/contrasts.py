@@ -12,6 +12,11 @@ from .errors import MRSynthError
 
 CONTRASTS: tuple[str, ...] = ("T1", "T1Gd", "T2", "PD", "FLAIR")
 
+GADOLINIUM_NOTE = ("Note: gadolinium enhancement cannot truly be synthesized from non-contrast images "
+                   "(CollaGAN showed this): a synthetic T1Gd shows no real enhancement. Never use it to rule "
+                   "enhancement in or out.")
+"""Said wherever a T1Gd is synthesized: the panel, the CLI and the output node's description."""
+
 _ALIASES: dict[str, str] = {
     "t1": "T1", "t1n": "T1", "t1w": "T1", "t1native": "T1", "mprage": "T1",
     "t1gd": "T1Gd", "t1c": "T1Gd", "t1ce": "T1Gd", "t1post": "T1Gd", "t1contrast": "T1Gd",

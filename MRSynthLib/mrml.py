@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import orientation
-from .contrasts import CONTRASTS, canonical, detect
+from .contrasts import CONTRASTS, GADOLINIUM_NOTE, canonical, detect
 from .errors import MRSynthError
 from .io import check_voxels
 from .synthesis import Progress, check_request, synthesize
@@ -146,9 +146,9 @@ def write_output_node(result: Volume, first, output=None, scene=None, name: str 
         if key.startswith("MRSynth."):
             output.SetAttribute(key, str(value))
     output.SetAttribute("MRSynth.Synthetic", "1")
-    output.SetDescription(SYNTHETIC_DESCRIPTION.format(
-        target=target, model=result.metadata.get("MRSynth.Model", "?"),
-        inputs=result.metadata.get("MRSynth.Inputs", "?")))
+    description = SYNTHETIC_DESCRIPTION.format(target=target, model=result.metadata.get("MRSynth.Model", "?"),
+                                               inputs=result.metadata.get("MRSynth.Inputs", "?"))
+    output.SetDescription(description + (" " + GADOLINIUM_NOTE if target == "T1Gd" else ""))
     if output.GetDisplayNode() is None:
         try:
             output.CreateDefaultDisplayNodes()

@@ -3,6 +3,7 @@ budget must count across --resume (equal-budget comparisons rely on both)."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -55,6 +56,8 @@ def test_a_budget_stopped_run_has_annealed(recipe, final_factor, tmp_path):
     base = [g["initial_lr"] for o in state["optimizers"].values() if "param_groups" in o for g in o["param_groups"]]
     assert lrs and all(lr <= final_factor * b for lr, b in zip(lrs, base, strict=True)), (lrs, base)
     assert state["cpu_s"] >= 0.8 * cfg.cpu_budget_s
+    logged = [json.loads(x)["lr"] for x in (tmp_path / "log.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert logged[0] > logged[-1] and logged == sorted(logged, reverse=True)  # the schedule, visible in the log
 
 
 def test_the_budget_counts_across_resume(tmp_path):

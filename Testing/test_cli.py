@@ -182,3 +182,14 @@ def test_onnx_path_runs_without_torch(case, tiny_bundle, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "MRSynthLib.cli", *_synth_args(case, tiny_bundle, tmp_path / "t.nii.gz"),
                            "--backend", "torch"], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 2 and "needs PyTorch" in proc.stderr
+
+
+def test_a_synthetic_t1gd_comes_with_the_enhancement_caveat(case, tiny_bundle, tmp_path, capsys):
+    out = tmp_path / "T1Gd_synthetic.nii.gz"
+    args = ["synthesize", "--input", f"T1={case / 'T1.nii.gz'}", "--input", f"T2={case / 'T2.nii.gz'}",
+            "--target", "T1Gd", "--output", str(out), "--model", str(tiny_bundle), "--quiet"]
+    rc, stdout, err = _run(capsys, *args)
+    assert rc == 0 and out.exists()
+    assert "gadolinium enhancement cannot truly be synthesized" in err
+    rc, stdout, err = _run(capsys, *_synth_args(case, tiny_bundle, tmp_path / "FLAIR.nii.gz"))
+    assert rc == 0 and "gadolinium" not in err

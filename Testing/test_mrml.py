@@ -128,6 +128,7 @@ def test_node_is_labelled_synthetic_and_placed_in_the_study(small_subject, engin
     assert out.GetAttribute("MRSynth.Contrast") == "FLAIR"
     assert out.GetAttribute("MRSynth.Inputs") == "T1,T2"
     assert "not an acquired image" in out.GetDescription()
+    assert "gadolinium" not in out.GetDescription()
     assert sh.GetItemParent(sh.GetItemByDataNode(out)) == study
     # a second run never overwrites the first result: a new unique name
     again = synthesize_nodes(nodes, "FLAIR", engine=engine, scene=scene)
@@ -263,3 +264,9 @@ def test_panel_background_path_gives_the_same_voxels(small_subject, tiny_bundle,
     assert np.array_equal(matrix(panel), matrix(nodes["T1"]))
     assert panel.GetAttribute("MRSynth.Model") == "tiny-test" and panel.GetAttribute("MRSynth.Synthetic") == "1"
     np.testing.assert_allclose(slicer.util.arrayFromVolume(panel), slicer.util.arrayFromVolume(console), atol=1e-6)
+
+
+def test_a_synthetic_t1gd_says_it_shows_no_real_enhancement(small_subject, engine):
+    scene, nodes, _ = subject_scene(small_subject, "axis")
+    out = synthesize_nodes({"T1": nodes["T1"], "T2": nodes["T2"]}, "T1Gd", engine=engine, scene=scene)
+    assert "gadolinium enhancement cannot truly be synthesized" in out.GetDescription()

@@ -168,6 +168,12 @@ def _follow_budget(recipe, used: float, steps: int) -> None:
             obj.last_epoch = position
 
 
+def _learning_rate(recipe) -> float:
+    """The first optimizer's current rate (the generator's, in GAN recipes): logged to see the schedule."""
+    return next((float(o.param_groups[0]["lr"]) for o in recipe.optimizers().values() if hasattr(o, "param_groups")),
+                0.0)
+
+
 def train(cfg: TrainConfig, out: Path, resume: bool = False, max_steps: int | None = None,
           config_dir: Path | None = None, progress: bool = True) -> dict:
     """Train ``cfg`` into run folder ``out``; returns a summary (steps, wall time, last losses).
@@ -236,13 +242,16 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, max_steps: int | No
             bar.update(1)
             if step % cfg.log_every == 0 or step == total:
                 losses = distributed.mean_across_ranks(losses, dist)
+                lr = _learning_rate(recipe)
                 if log is not None:
-                    log.write(json.dumps({"step": step, "wall_s": round(time.perf_counter() - t0, 2), **losses}) + "\n")
+                    log.write(json.dumps({"step": step, "wall_s": round(time.perf_counter() - t0, 2), **losses,
+                                          "lr": lr}) + "\n")
                     log.flush()
                     bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items()})
                 if writer is not None:
                     for k, v in losses.items():
                         writer.add_scalar(f"loss/{k}", v, step)
+                    writer.add_scalar("lr", lr, step)
             if step % cfg.checkpoint_every == 0 or step == total:
                 if dist.main:  # the final checkpoint is also written after the loop (time budget)
                     save_checkpoint(ckpt, step, recipe, sampler, time.perf_counter() - t0, time.process_time() - cpu0)
