@@ -68,3 +68,14 @@ def test_the_budget_counts_across_resume(tmp_path):
     first = train(cfg, tmp_path, progress=False)
     again = train(cfg, tmp_path, resume=True, progress=False)
     assert again["steps"] == first["steps"]
+
+
+def test_saved_weights_are_byte_identical_whatever_the_file_name(tmp_path):
+    """Same weights, same bytes (and SHA256), so a retrained model can be compared with the shipped one."""
+    from mrsynth_train.trainer import _atomic_torch_save
+
+    state = torch.nn.Linear(3, 2).state_dict()
+    _atomic_torch_save(state, tmp_path / "a.pt")
+    _atomic_torch_save(state, tmp_path / "other-name.pt")
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "other-name.pt").read_bytes()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 import random
 import subprocess
@@ -73,13 +72,17 @@ def build_sampler(cfg: TrainConfig, root_dir: Path | None = None) -> tuple[Slice
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
+    """Saved through memory: torch names the zip's records after the file it writes, so saving to a temp
+    file would make the same weights differ byte for byte from run to run (and so their SHA256)."""
+    import io  # noqa: PLC0415
+
     import torch  # noqa: PLC0415
 
-    from MRSynthLib.io import temp_path_beside  # noqa: PLC0415
+    from MRSynthLib.io import write_bytes_atomic  # noqa: PLC0415
 
-    tmp = temp_path_beside(path)
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_bytes_atomic(buffer.getvalue(), path)
 
 
 def _git_commit() -> str:
