@@ -34,7 +34,7 @@ bench-preview: $(STAMP)
 	$(BIN)/python Testing/bench/bench_preview.py
 
 BUDGET ?= 400
-bench-quality: $(STAMP)  # both leave-one-subject-out folds, BUDGET CPU-seconds per recipe and fold (~75 min at 400)
+bench-quality: $(STAMP)  # both leave-one-subject-out folds, BUDGET CPU-seconds per recipe and fold (~80 min at 400)
 	$(BIN)/python Testing/bench/bench_quality.py --budget-s $(BUDGET) --holdout TCGA-FG-6692 --out runs/bench-quality-A
 	$(BIN)/python Testing/bench/bench_quality.py --budget-s $(BUDGET) --holdout TCGA-DU-7294 --out runs/bench-quality-B
 	$(BIN)/python Testing/bench/bench_quality_folds.py runs/bench-quality-A runs/bench-quality-B

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -135,15 +137,23 @@ def _suffix(path: Path) -> str:
     raise MRSynthError(f"unsupported output extension (use one of {', '.join(_EXTENSIONS)})", str(path))
 
 
-def temp_path_beside(path: Path, suffix: str = ".tmp") -> str:
-    """A temp file next to `path` for an atomic write, with the permissions a plain `open` would give
-    (mkstemp makes it owner-only, which would leave every output unreadable to colleagues)."""
+@contextmanager
+def _atomic_target(path: Path, suffix: str = ".tmp") -> Iterator[str]:
+    """A temp file beside ``path`` to write into; renamed onto ``path`` on success, removed on any failure
+    (Ctrl-C included). It gets the permissions a plain ``open`` would give: mkstemp makes files owner-only,
+    which would leave every output unreadable to colleagues."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)
-    return tmp
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def write_volume(volume: Volume, path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -155,27 +165,14 @@ def write_volume(volume: Volume, path: str | os.PathLike, overwrite: bool = Fals
     if not p.parent.exists():
         raise MRSynthError("output folder does not exist", str(p.parent))
     sitk = _sitk()
-    tmp = temp_path_beside(p, f".tmp{ext}")
-    try:
+    with _atomic_target(p, f".tmp{ext}") as tmp:
         sitk.WriteImage(volume_to_sitk(volume), tmp, useCompression=ext in (".nii.gz", ".nrrd", ".mha"))
-        os.replace(tmp, p)
-    except Exception:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return p
 
 
 def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> Path:
-    """Atomic write for sidecars (JSON, PNG)."""
+    """Atomic write for sidecars (JSON, PNG) and weights files."""
     p = Path(path)
-    tmp = temp_path_beside(p)
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with _atomic_target(p) as tmp:
+        Path(tmp).write_bytes(data)
     return p

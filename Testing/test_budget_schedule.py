@@ -39,8 +39,8 @@ def test_cosine_decay_matches_torch_cosine_annealing():
         assert o1.param_groups[0]["lr"] == pytest.approx(o2.param_groups[0]["lr"], rel=1e-9, abs=1e-12)
 
 
-@pytest.mark.parametrize("recipe,final_factor", [("unified", 0.15), ("cyclegan", 0.15)])
-def test_a_budget_stopped_run_has_annealed(recipe, final_factor, tmp_path):
+@pytest.mark.parametrize("recipe", ["unified", "cyclegan"])  # cosine to 5 %; constant, then linear to 0
+def test_a_budget_stopped_run_has_annealed(recipe, tmp_path):
     """steps is huge, the CPU budget stops the run: its learning rate must still have decayed to the end of
     its schedule (without the budget clock it would stay at the base rate)."""
     from mrsynth_train.trainer import train
@@ -54,7 +54,7 @@ def test_a_budget_stopped_run_has_annealed(recipe, final_factor, tmp_path):
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     lrs = [g["lr"] for o in state["optimizers"].values() if "param_groups" in o for g in o["param_groups"]]
     base = [g["initial_lr"] for o in state["optimizers"].values() if "param_groups" in o for g in o["param_groups"]]
-    assert lrs and all(lr <= final_factor * b for lr, b in zip(lrs, base, strict=True)), (lrs, base)
+    assert lrs and all(lr <= 0.15 * b for lr, b in zip(lrs, base, strict=True)), (lrs, base)
     assert state["cpu_s"] >= 0.8 * cfg.cpu_budget_s
     logged = [json.loads(x)["lr"] for x in (tmp_path / "log.jsonl").read_text(encoding="utf-8").splitlines()]
     assert logged[0] > logged[-1] and logged == sorted(logged, reverse=True)  # the schedule, visible in the log
