@@ -78,7 +78,7 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     result = synthesize(inputs, target, mask=mask, style_reference=ref, style_alpha=args.style_alpha,
                         second_target=args.style_target, register=args.register, n4=args.n4, plane=args.plane,
                         batch_size=args.batch_size, progress=progress, engine=engine,
-                        match_histogram=args.match_histogram)
+                        match_histogram=args.match_histogram, calibrate=not args.no_calibrate)
     result.metadata["MRSynth.Model"] = bundle.id
     result.metadata["descrip"] = f"SYNTHETIC {target} by MRSynth ({bundle.id}) - not an acquired image"
     write_volume(result, out, overwrite=args.force)
@@ -139,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--style-alpha", type=float, default=0.0, help="0 = mean style of the target, 1 = reference")
     s.add_argument("--match-histogram", action="store_true",
                    help="also map the output's intensity histogram onto the reference's (strength --style-alpha)")
+    s.add_argument("--no-calibrate", action="store_true",
+                   help="keep the generator's intensity look (default: calibrated to the inputs' tone curve)")
     s.add_argument("--register", action="store_true", help="rigidly register inputs to the first one")
     s.add_argument("--n4", action="store_true", help="N4 bias-field correction before normalization")
     s.add_argument("--plane", default="axial", choices=("axial", "coronal", "sagittal"))

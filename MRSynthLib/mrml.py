@@ -181,11 +181,12 @@ def check_nodes(inputs: dict, target: str, output=None, reference=None, mask=Non
 def synthesize_nodes(inputs: dict, target: str, output=None, reference=None, style_alpha: float = 0.0,
                      model: str | None = None, progress: Progress | None = None, second_target: str | None = None,
                      mask=None, device: str = "auto", scene=None, register: bool = False, batch_size: int = 8,
-                     engine=None, name: str | None = None, match_histogram: bool = False):
+                     engine=None, name: str | None = None, match_histogram: bool = False, calibrate: bool = True):
     """Synthesize ``target`` from volume nodes; returns the output node (blocking).
 
     ``match_histogram`` (needs ``reference``) also maps the output's intensities onto the reference
-    scan's distribution with strength ``style_alpha`` (see ``synthesis.match_reference_histogram``).
+    scan's distribution with strength ``style_alpha`` (see ``postprocess.OutputMapping``); ``calibrate``
+    gives the output the tone curve the inputs imply (``calibration``; default on, as in the CLI).
 
     The output node is created (or ``output`` is filled) only after the run succeeded, so a cancel
     (``progress`` returning ``False``) or an error leaves the scene as it was. Inputs are never modified.
@@ -196,7 +197,8 @@ def synthesize_nodes(inputs: dict, target: str, output=None, reference=None, sty
     mask_vol = volume_from_node(mask, "mask", check=False) if mask is not None else None
     result = synthesize(volumes, tgt, model=model, device=device, mask=mask_vol, style_reference=ref_vol,
                         style_alpha=style_alpha, second_target=second_target, register=register,
-                        batch_size=batch_size, progress=progress, engine=engine, match_histogram=match_histogram)
+                        batch_size=batch_size, progress=progress, engine=engine, match_histogram=match_histogram,
+                        calibrate=calibrate)
     first = next(iter(named.values()))
     return write_output_node(result, first, output=output, scene=scene, name=name)
 

@@ -15,13 +15,12 @@ import numpy as np
 from . import orientation
 from .backends import Backend, check_engine
 from .errors import MRSynthError
+from .postprocess import output_mapping
 from .synthesis import (
     brain_crop,
     check_request,
     pad_to_multiple,
     prepare,
-    quantile_map,
-    reference_quantiles,
     reference_style_or_none,
     style_code,
     to_output_volume,
@@ -49,7 +48,7 @@ class PreviewSession:
 
     def __init__(self, engine: Backend, inputs: dict[str, Volume], target: str, reference: Volume | None = None,
                  second_target: str | None = None, mask: Volume | None = None, plane: str = "axial",
-                 model_id: str = "in-memory", match_histogram: bool = False) -> None:
+                 model_id: str = "in-memory", match_histogram: bool = False, calibrate: bool = True) -> None:
         named, self.target = check_request(inputs, target)
         if match_histogram and reference is None:
             raise MRSynthError("histogram matching needs a reference volume")
@@ -58,8 +57,9 @@ class PreviewSession:
         self.engine, self.plane, self.second_target, self.model_id = engine, plane, second_target, model_id
         self.prepared = prepare(named, mask=mask)
         self.reference_style = reference_style_or_none(engine, reference, plane)
-        # the full run matches the whole volume's histogram; a one-slice preview can only match the slice's
-        self.reference_q = reference_quantiles(reference) if match_histogram else None
+        # the full run maps the whole volume's histogram; a one-slice preview can only map the slice's
+        self.mapping = output_mapping(engine, self.prepared, self.target, second_target, reference,
+                                      match_histogram, calibrate)
         self._stack = orientation.slices_first(np.moveaxis(self.prepared.stack, 0, -1), plane)  # (N, a, b, C)
         self._mask = orientation.slices_first(self.prepared.mask, plane)
         brain = np.flatnonzero(self._mask.reshape(self._mask.shape[0], -1).any(axis=1))
@@ -102,8 +102,7 @@ class PreviewSession:
             pred = self.engine.generate(images, self.prepared.available[None], self.style(alpha)[None])
             plane_out[rows, cols] = np.clip(pred[0, 0, :h, :w], 0.0, 1.0)
             plane_out *= self._mask[index]
-            if self.reference_q is not None:
-                plane_out = quantile_map(plane_out, self._mask[index], self.reference_q, alpha)
+            plane_out = self.mapping.apply(plane_out, self._mask[index], alpha)
         orientation.slices_first(self.output, self.plane)[index] = plane_out
         return plane_out
 

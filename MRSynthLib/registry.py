@@ -138,6 +138,18 @@ def resolve_model(spec: str | None = None, roles: tuple[str, ...] | None = None)
 INTERFACES = ("unified", "onehot", "pairwise")
 
 
+def _with_templates(engine, bundle: ModelBundle):
+    """Attach the card's intensity templates (``MRSynthLib.calibration``); None for older cards."""
+    from .calibration import parse_templates  # noqa: PLC0415
+
+    raw = bundle.card.get("intensity_templates") or {}
+    try:
+        engine.intensity_templates = parse_templates(raw.get("contrasts"))
+    except MRSynthError as exc:
+        raise MRSynthError(str(exc), str(bundle.folder / f"{bundle.id}.json")) from None
+    return engine
+
+
 def load_backend(bundle: ModelBundle, backend: str = "onnx", device: str = "auto", amp: bool = False):
     """Instantiate the chosen backend for a bundle.
 
@@ -156,9 +168,11 @@ def load_backend(bundle: ModelBundle, backend: str = "onnx", device: str = "auto
         mean_styles = np.asarray(bundle.card["mean_styles"], dtype=np.float32)
         if interface == "pairwise":
             graphs = {key: bundle.file(key) for key in bundle.card["files"] if "_to_" in key}
-            return PairwiseOnnxBackend(graphs, mean_styles, device=device, model_id=bundle.id)
-        style = bundle.file("style") if "style" in bundle.card["files"] else None
-        return OnnxBackend(bundle.file("generator"), style, mean_styles, device=device, model_id=bundle.id)
+            engine = PairwiseOnnxBackend(graphs, mean_styles, device=device, model_id=bundle.id)
+        else:
+            style = bundle.file("style") if "style" in bundle.card["files"] else None
+            engine = OnnxBackend(bundle.file("generator"), style, mean_styles, device=device, model_id=bundle.id)
+        return _with_templates(engine, bundle)
     if backend == "torch" and interface != "unified":
         raise MRSynthError(f"model '{bundle.id}' ({bundle.card.get('recipe')}) is exported for onnxruntime only; "
                            "use --backend onnx")
@@ -166,5 +180,6 @@ def load_backend(bundle: ModelBundle, backend: str = "onnx", device: str = "auto
         from .backends.torch_backend import TorchBackend  # noqa: PLC0415
 
         _check(bundle.file("weights"), bundle.card["files"]["weights"]["sha256"])
-        return TorchBackend(bundle.file("weights"), bundle.card["arch"], device=device, amp=amp)
+        return _with_templates(TorchBackend(bundle.file("weights"), bundle.card["arch"], device=device, amp=amp),
+                               bundle)
     raise MRSynthError(f"unknown backend '{backend}' (use onnx or torch)")

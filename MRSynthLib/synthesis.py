@@ -16,6 +16,7 @@ from . import orientation
 from .backends import Backend, check_engine, is_out_of_memory
 from .contrasts import CONTRASTS, canonical
 from .errors import CancelledError, MRSynthError
+from .postprocess import output_mapping
 from .preprocess import derive_mask, n4_correct, normalize
 from .resample import align_inputs, resample_to
 from .volume import Volume
@@ -162,35 +163,6 @@ def run_slices(backend: Backend, prepared: Prepared, style: np.ndarray, plane: s
     return orientation.slices_back(out, plane)
 
 
-def match_reference_histogram(canonical_out: np.ndarray, mask: np.ndarray, reference: Volume,
-                              alpha: float = 1.0, n_quantiles: int = 1001) -> np.ndarray:
-    """Move the output's intensity distribution toward a reference scan's (quantile mapping, strength α).
-
-    The reference is a scan of the target contrast from *another* subject or session with the look
-    wanted (same scanner/protocol); its anatomy is never used, only its histogram inside its brain mask.
-    Why: after the 99.5th-percentile normalization, the bulk-to-tail ratio of a contrast varies widely
-    between protocols and lesion loads, and no input contrast tells it; a reference does.
-    """
-    return quantile_map(canonical_out, mask, reference_quantiles(reference, n_quantiles), alpha)
-
-
-def reference_quantiles(reference: Volume, n_quantiles: int = 1001) -> np.ndarray:
-    """Quantiles of a reference scan inside its own brain mask, in the project's [0, 1] convention."""
-    ref_mask = derive_mask([reference.array])
-    return np.quantile(normalize(reference.array, ref_mask)[ref_mask], np.linspace(0.0, 1.0, n_quantiles))
-
-
-def quantile_map(values: np.ndarray, mask: np.ndarray, ref_q: np.ndarray, alpha: float = 1.0) -> np.ndarray:
-    """Map ``values`` inside ``mask`` so their quantiles move toward ``ref_q`` (strength α); 0 outside."""
-    if not mask.any():
-        return np.zeros_like(values, dtype=np.float32)
-    src = np.quantile(values[mask], np.linspace(0.0, 1.0, len(ref_q)))
-    src = src + np.arange(len(ref_q)) * 1e-9  # strictly increasing for interpolation
-    out = np.interp(values, src, (1 - alpha) * src + alpha * ref_q).astype(np.float32)
-    out[~mask] = 0.0
-    return out
-
-
 def to_output_volume(canonical_out: np.ndarray, prepared: Prepared, target: str, model_id: str) -> Volume:
     """Back to the first input's grid, labelled synthetic."""
     ref = prepared.reference
@@ -206,13 +178,15 @@ def synthesize(inputs: dict[str, Volume], target: str, model: str | None = None,
                style_alpha: float = 0.0, second_target: str | None = None, register: bool = False,
                n4: bool = False, plane: str = "axial", batch_size: int = 8,
                progress: Progress | None = None, engine: Backend | None = None,
-               match_histogram: bool = False) -> Volume:
+               match_histogram: bool = False, calibrate: bool = True) -> Volume:
     """Synthesize ``target`` from any non-empty subset of contrasts.
 
     >>> out = synthesize({"T1": t1, "T2": t2}, target="FLAIR")  # doctest: +SKIP
 
+    ``calibrate`` (default) gives the output the intensity distribution the inputs imply for this
+    subject, when the model card has intensity templates (:mod:`MRSynthLib.calibration`).
     ``match_histogram`` (needs ``style_reference``) also maps the output's intensity distribution onto
-    the reference's with strength ``style_alpha`` (:func:`match_reference_histogram`).
+    the reference's with strength ``style_alpha`` (:class:`MRSynthLib.postprocess.OutputMapping`).
     """
     from .registry import backend_roles, load_backend, resolve_model  # noqa: PLC0415
 
@@ -230,6 +204,6 @@ def synthesize(inputs: dict[str, Volume], target: str, model: str | None = None,
     ref_code = reference_style_or_none(engine, style_reference, plane)
     style = style_code(engine, tgt, ref_code, style_alpha, second_target)
     out = run_slices(engine, prepared, style, plane=plane, batch_size=batch_size, progress=progress)
-    if match_histogram:
-        out = match_reference_histogram(out, prepared.mask, style_reference, style_alpha)
+    mapping = output_mapping(engine, prepared, tgt, second_target, style_reference, match_histogram, calibrate)
+    out = mapping.apply(out, prepared.mask, style_alpha)
     return to_output_volume(out, prepared, tgt, model_id)

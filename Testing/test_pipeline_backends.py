@@ -122,8 +122,8 @@ def test_request_errors(small_subject, engines):
 
 def test_reference_histogram_matching_takes_the_references_distribution():
     from MRSynthLib.phantom import simulate_subject
+    from MRSynthLib.postprocess import match_reference_histogram
     from MRSynthLib.preprocess import derive_mask, normalize
-    from MRSynthLib.synthesis import match_reference_histogram
 
     ref = simulate_subject(seed=9, shape=(40, 48, 40), contrasts=("FLAIR",)).volumes["FLAIR"]
     rng = np.random.default_rng(0)

@@ -95,7 +95,7 @@ def test_preview_volume_is_labelled_and_bad_index_refused(small_subject, engine)
 def test_histogram_matching_moves_the_slice_toward_the_reference(small_subject, engine):
     """With matching on, the preview slice's intensity quantiles follow the reference's as α grows;
     the whole-volume path (Apply) matches the whole volume, so the two agree only approximately."""
-    from MRSynthLib.synthesis import reference_quantiles
+    from MRSynthLib.postprocess import reference_quantiles
 
     inputs = _inputs(small_subject, np.eye(3))
     reference = small_subject.volumes["PD"]

@@ -77,7 +77,7 @@ def test_parse_progress_reads_tqdm_redraws():
 def test_run_reports_progress_and_result(case, tiny_bundle, small_subject, tmp_path):
     out = tmp_path / "FLAIR.nrrd"
     params = SynthesisParameters({"T1": str(case / "T1.nrrd"), "T2": str(case / "T2.nrrd")}, "FLAIR", str(out),
-                                 model=str(tiny_bundle), device="cpu", batch_size=4)
+                                 model=str(tiny_bundle), device="cpu", batch_size=1)  # many progress lines: some land between polls
     proc = SynthesisProcess()
     proc.start(params)
     st, seen, log = _poll_until(proc, lambda s: s.state != "running")

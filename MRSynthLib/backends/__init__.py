@@ -14,6 +14,8 @@ class Backend(Protocol):
     name: str
     device: str
     mean_styles: np.ndarray  # (n_contrasts, style_dim)
+    # contrast → quantiles from the card (MRSynthLib.calibration); None: the output is not calibrated
+    intensity_templates: dict[str, np.ndarray] | None
 
     def generate(self, images: np.ndarray, available: np.ndarray, style: np.ndarray) -> np.ndarray:
         """(N, C, H, W) float32, (N, C) float32, (N, S) float32 → (N, 1, H, W) float32."""

@@ -44,6 +44,7 @@ def _session_factory(device: str, threads: int | None):
 
 class OnnxBackend:
     name = "onnxruntime"
+    intensity_templates = None  # set from the model card by registry.load_backend
 
     def __init__(self, generator_path: Path, style_path: Path | None, mean_styles: np.ndarray,
                  device: str = "auto", threads: int | None = None, model_id: str = "model") -> None:
@@ -75,6 +76,7 @@ class PairwiseOnnxBackend:
     target's first partner among the inputs (the order of the card's pairs)."""
 
     name = "onnxruntime"
+    intensity_templates = None  # set from the model card by registry.load_backend
     has_style_encoder = False
 
     def __init__(self, graphs: dict[str, Path], mean_styles: np.ndarray, device: str = "auto",

@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     lo.add_argument("--data", required=True)
     lo.add_argument("--fold", action="append", required=True, metavar="SUBJECT=RUN",
                     help="a fold run and the real subject it held out (repeatable)")
+    tp = sub.add_parser("templates", help="write a finished run's intensity templates (runs made before they existed)")
+    tp.add_argument("run")
+    tp.add_argument("--data", required=True, help="the real data root the run trained on")
     ev = sub.add_parser("evaluate", help="whole-volume 3→1 evaluation of one or two runs (CSV, Markdown, PNG, Wilcoxon)")
     ev.add_argument("runs", nargs="+", help="run folder(s); with two, a paired Wilcoxon test compares them")
     ev.add_argument("--data", required=True, help="folder of subject folders (or BIDS)")
@@ -45,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--simulated", type=int, default=0, help="also N held-out simulated subjects")
     ev.add_argument("--out", required=True)
     ev.add_argument("--no-montage", action="store_true")
+    ev.add_argument("--no-calibrate", action="store_true", help="ignore the runs' intensity templates")
     return p
 
 
@@ -91,13 +95,21 @@ def main(argv: list[str] | None = None) -> int:
             folds = dict(_subject_run(f) for f in args.fold)
             report = validate_loso(Path(args.final_run), Path(args.data), folds)
             print(json.dumps({k: v for k, v in report.items() if k != "folds"}, indent=2))
+        elif args.command == "templates":
+            from .templates import templates_for_run, write_templates  # noqa: PLC0415
+
+            record = templates_for_run(Path(args.run), Path(args.data))
+            path = write_templates(Path(args.run), record)
+            print(json.dumps({"file": str(path), "subjects": record["subjects"],
+                              "contrasts": sorted(record["contrasts"])}, indent=2))
         elif args.command == "evaluate":
             from .evaluate import evaluate_run, load_subjects, wilcoxon, write_report  # noqa: PLC0415
 
             subjects = load_subjects(Path(args.data), args.subject, args.simulated)
             out = Path(args.out)
             rows = [r for run in args.runs for r in
-                    evaluate_run(Path(run), subjects, None if args.no_montage else out / "montages")]
+                    evaluate_run(Path(run), subjects, None if args.no_montage else out / "montages",
+                                 calibrate=not args.no_calibrate)]
             test = wilcoxon(rows, Path(args.runs[0]).name, Path(args.runs[1]).name) if len(args.runs) == 2 else None
             write_report(rows, out, test)
             print((out / "summary.md").read_text(encoding="utf-8"))

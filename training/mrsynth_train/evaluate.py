@@ -71,10 +71,14 @@ def load_run(run: Path):
     return recipe, cfg
 
 
-def evaluate_run(run: Path, subjects: dict[str, dict], montage_dir: Path | None = None) -> list[dict]:
-    """Rows (run, subject, target, metrics) for every 3→1 task of every subject."""
+def evaluate_run(run: Path, subjects: dict[str, dict], montage_dir: Path | None = None,
+                 calibrate: bool = True) -> list[dict]:
+    """Rows (run, subject, target, metrics) for every 3→1 task of every subject; outputs calibrated
+    with the run's intensity templates when it has them (as the exported model would be)."""
+    from .templates import attach_templates  # noqa: PLC0415
+
     recipe, cfg = load_run(run)
-    engine = RecipeBackend(recipe)
+    engine = attach_templates(RecipeBackend(recipe), run, calibrate)
     rows = []
     for subject, vols in subjects.items():
         mask = derive_mask([v.array for v in vols.values()])

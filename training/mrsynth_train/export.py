@@ -16,6 +16,8 @@ from MRSynthLib.io import write_bytes_atomic
 from MRSynthLib.preprocess import PERCENTILE
 from MRSynthLib.registry import sha256
 
+from .templates import read_templates
+
 OPSET = 17
 
 
@@ -64,6 +66,7 @@ def _card_common(run: Path, mid: str, version: str, cfg: dict) -> dict:
         "training": {"data": summary.get("data"), "steps": summary.get("steps"), "wall_s": summary.get("wall_s"),
                      "config": cfg},
         "validation": validation,
+        "intensity_templates": read_templates(run),
         "license": "Apache-2.0 (weights); trained on TCIA data (CC BY 3.0) and simulated subjects",
     }
 

@@ -15,6 +15,7 @@ from MRSynthLib.errors import MRSynthError
 
 from .config import TrainConfig, to_dict
 from .data import Augment, SliceSampler, load_root, mixture_weights, simulated_subjects
+from .templates import templates_record, write_templates
 
 RECIPES = {
     "unified": "recipe_unified:UnifiedRecipe",
@@ -213,6 +214,8 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, max_steps: int | No
         step, wall, cpu = load_checkpoint(ckpt, recipe, sampler)
     writer = None
     if dist.main:
+        real_names = data_info["real"] + [n for group in data_info["extra"] for n in group]
+        write_templates(out, templates_record(sampler.subjects, real_names))
         (out / "config.json").write_text(json.dumps({
             "config": to_dict(cfg), "data": data_info, "git_commit": _git_commit(),
             "environment": {"python": platform.python_version(), "torch": torch.__version__,

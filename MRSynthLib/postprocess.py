@@ -1,0 +1,101 @@
+"""Where the output's intensity distribution goes, after the generator: the subject's calibrated look
+(:mod:`MRSynthLib.calibration`, from the inputs alone), a reference scan's histogram, or both along the
+style slider. One :class:`OutputMapping` per request, so the whole-volume run and the live preview
+follow the same rules (the preview maps one slice, the full run the whole volume)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .calibration import blend_geometric, estimate_gamma, target_quantiles
+from .preprocess import derive_mask, normalize
+from .volume import Volume
+
+
+def reference_quantiles(reference: Volume, n_quantiles: int = 1001) -> np.ndarray:
+    """Quantiles of a reference scan inside its own brain mask, in the project's [0, 1] convention."""
+    ref_mask = derive_mask([reference.array])
+    return np.quantile(normalize(reference.array, ref_mask)[ref_mask], np.linspace(0.0, 1.0, n_quantiles))
+
+
+def quantile_map(values: np.ndarray, mask: np.ndarray, ref_q: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    """Map ``values`` inside ``mask`` so their quantiles move toward ``ref_q`` (strength α); 0 outside."""
+    if not mask.any():
+        return np.zeros_like(values, dtype=np.float32)
+    src = np.quantile(values[mask], np.linspace(0.0, 1.0, len(ref_q)))
+    src = src + np.arange(len(ref_q)) * 1e-9  # strictly increasing for interpolation
+    out = np.interp(values, src, (1 - alpha) * src + alpha * ref_q).astype(np.float32)
+    out[~mask] = 0.0
+    return out
+
+
+def match_reference_histogram(canonical_out: np.ndarray, mask: np.ndarray, reference: Volume,
+                              alpha: float = 1.0, n_quantiles: int = 1001) -> np.ndarray:
+    """Move the output's intensity distribution toward a reference scan's (quantile mapping, strength α).
+
+    The reference is a scan of the target contrast from *another* subject or session with the look
+    wanted (same scanner/protocol); its anatomy is never used, only its histogram inside its brain mask.
+    """
+    return quantile_map(canonical_out, mask, reference_quantiles(reference, n_quantiles), alpha)
+
+
+def _resample(q: np.ndarray, n: int) -> np.ndarray:
+    return np.interp(np.linspace(0.0, 1.0, n), np.linspace(0.0, 1.0, q.size), q)
+
+
+@dataclass
+class OutputMapping:
+    """The output distribution for each slider position α (see :meth:`at`)."""
+
+    calibrated: np.ndarray | None = None  # the target's calibrated quantiles (None: no calibration)
+    walk: bool = False  # the slider walks toward a second target's mean style
+    second: np.ndarray | None = None  # the second target's calibrated quantiles (when it has a template)
+    reference_q: np.ndarray | None = None  # the reference's histogram (histogram matching asked for)
+    style_reference: bool = False  # a reference's style code drives the generator at α
+    gamma: float | None = None  # the subject's tone exponent (reported)
+
+    def at(self, alpha: float) -> tuple[np.ndarray, float] | None:
+        """(quantiles, strength) to map the output onto at slider position α, or None (leave it).
+
+        - calibrated only: the calibrated look (strength 1);
+        - + histogram matching: from the calibrated look (α 0) to the reference's histogram (α 1);
+        - + reference style code: the calibration fades out as the reference's code takes over (1 − α);
+        - + second target: along tone curves from one calibrated contrast to the other.
+        Without calibration only histogram matching maps (the output toward the reference, strength α)."""
+        cal, ref = self.calibrated, self.reference_q
+        if cal is None:
+            return None if ref is None else (ref, alpha)
+        if ref is not None:
+            n = max(ref.size, cal.size)
+            return (1 - alpha) * _resample(cal, n) + alpha * _resample(ref, n), 1.0
+        if self.style_reference:
+            return cal, 1.0 - alpha
+        if self.walk:
+            return (cal, 1.0 - alpha) if self.second is None else (blend_geometric(cal, self.second, alpha), 1.0)
+        return cal, 1.0
+
+    def apply(self, values: np.ndarray, mask: np.ndarray, alpha: float) -> np.ndarray:
+        how = self.at(alpha)
+        return values if how is None or how[1] == 0 else quantile_map(values, mask, how[0], how[1])
+
+
+def output_mapping(engine, prepared, target: str, second_target: str | None = None,
+                   reference: Volume | None = None, match_histogram: bool = False,
+                   calibrate: bool = True) -> OutputMapping:
+    """The mapping for one request. Calibration needs the model's templates (card
+    ``intensity_templates``, set on the backend as ``intensity_templates``) and at least one input
+    with a template; otherwise the output keeps the generator's look."""
+    mapping = OutputMapping(reference_q=reference_quantiles(reference) if match_histogram and reference is not None
+                            else None, style_reference=reference is not None and not match_histogram,
+                            walk=second_target is not None)
+    templates = getattr(engine, "intensity_templates", None) if calibrate else None
+    if templates:
+        gamma = estimate_gamma(prepared.stack, prepared.available, prepared.mask, templates)
+        if gamma is not None:
+            mapping.gamma = gamma
+            mapping.calibrated = target_quantiles(templates, target, gamma)
+            if second_target is not None and mapping.calibrated is not None:
+                mapping.second = target_quantiles(templates, second_target, gamma)
+    return mapping
