@@ -52,7 +52,7 @@ model: $(STAMP)
 	$(BIN)/mrsynth-train train --config training/configs/unified.yaml --out $(MODEL_RUNS)/foldB --exclude TCGA-DU-7294
 	$(BIN)/mrsynth-train validate-loso $(MODEL_RUNS)/final --data $(REAL) \
 	    --fold TCGA-FG-6692=$(MODEL_RUNS)/foldA --fold TCGA-DU-7294=$(MODEL_RUNS)/foldB
-	$(BIN)/mrsynth-train export $(MODEL_RUNS)/final --out $(MODEL_OUT) --id $(MODEL_ID) --version 2.0.0 \
+	$(BIN)/mrsynth-train export $(MODEL_RUNS)/final --out $(MODEL_OUT) --id $(MODEL_ID) --version 2.1.0 \
 	    --register $(MODEL_REGISTRY) --url https://github.com/MRSynth/SlicerMRSynth/releases/download/models-v2/
 
 lint: $(STAMP)
