@@ -68,6 +68,7 @@ class MRSynthParameterNode:
     maskVolume: slicer.vtkMRMLScalarVolumeNode
     batchSize: Annotated[int, WithinRange(1, 64)] = 8
     registerInputs: bool = False
+    calibrateIntensities: bool = True
 
     def inputs(self) -> dict:
         return {c: getattr(self, f"input{c}") for c in CONTRASTS if getattr(self, f"input{c}") is not None}
@@ -104,6 +105,7 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.styleAlphaSlider.valueChanged.connect(lambda _v: self.schedulePreview())
         self.ui.livePreviewCheckBox.toggled.connect(lambda _on: self.schedulePreview())
         self.ui.matchHistogramCheckBox.toggled.connect(lambda _on: self.schedulePreview())
+        self.ui.calibrateCheckBox.toggled.connect(lambda _on: self.schedulePreview())
         self.ui.targetComboBox.currentTextChanged.connect(self.updateGuiState)
         self.ui.deviceComboBox.currentTextChanged.connect(self.updateDeviceWarning)
         self.ui.openCacheButton.clicked.connect(lambda: qt.QDesktopServices.openUrl(
@@ -193,6 +195,7 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return dict(model=self.ui.modelComboBox.currentData or None, device=self.ui.deviceComboBox.currentText,
                     batchSize=p.batchSize, register=p.registerInputs, mask=p.maskVolume,
                     matchHistogram=p.matchHistogram and p.referenceVolume is not None,
+                    calibrate=p.calibrateIntensities,
                     secondTarget=None if p.secondTarget == NO_SECOND else p.secondTarget)
 
     # --- actions ---------------------------------------------------------------------------------
@@ -325,7 +328,7 @@ class MRSynthLogic(ScriptedLoadableModuleLogic, InstallLogic):
 
     def synthesize(self, inputs: dict, target: str, reference=None, styleAlpha: float = 0.0, output=None,
                    model=None, device: str = "auto", secondTarget=None, mask=None, batchSize: int = 8,
-                   register: bool = False, progress=None, matchHistogram: bool = False):
+                   register: bool = False, progress=None, matchHistogram: bool = False, calibrate: bool = True):
         """Blocking synthesis for the console and scripts; returns the new (or given) output node."""
         from MRSynthLib.mrml import synthesize_nodes
 
@@ -337,20 +340,21 @@ class MRSynthLogic(ScriptedLoadableModuleLogic, InstallLogic):
         out = synthesize_nodes(inputs, target, output=output, reference=reference, style_alpha=styleAlpha,
                                second_target=secondTarget, mask=mask, register=register, batch_size=batchSize,
                                progress=progress, engine=engine, scene=slicer.mrmlScene,
-                               match_histogram=matchHistogram)
+                               match_histogram=matchHistogram, calibrate=calibrate)
         out.SetAttribute("MRSynth.Model", model_id)
         return out
 
     def startBackground(self, inputs: dict, target: str, workdir: str, reference=None, styleAlpha: float = 0.0,
                         model=None, device: str = "auto", secondTarget=None, mask=None, batchSize: int = 8,
-                        register: bool = False, matchHistogram: bool = False):
+                        register: bool = False, matchHistogram: bool = False, calibrate: bool = True):
         """Write the nodes to ``workdir`` and start ``mrsynth synthesize`` in PythonSlicer; returns the process."""
         from MRSynthLib.mrml import job_parameters
         from MRSynthLib.process import SynthesisProcess
 
         params = job_parameters(inputs, target, workdir, reference=reference, mask=mask, model=model,
                                 device=device, style_alpha=styleAlpha, style_target=secondTarget,
-                                register=register, batch_size=batchSize, match_histogram=matchHistogram)
+                                register=register, batch_size=batchSize, match_histogram=matchHistogram,
+                                calibrate=calibrate)
         process = SynthesisProcess(python=shutil.which("PythonSlicer") or sys.executable)
         process.start(params)
         return process
@@ -367,7 +371,7 @@ class MRSynthLogic(ScriptedLoadableModuleLogic, InstallLogic):
 
     def previewSlice(self, inputs: dict, target: str, styleAlpha: float, ras, reference=None, output=None,
                      model=None, device: str = "auto", secondTarget=None, mask=None, matchHistogram: bool = False,
-                     **_ignored):
+                     calibrate: bool = True, **_ignored):
         """Re-synthesize the slice through ``ras`` into the output node; prepares the subject once."""
         from MRSynthLib.mrml import check_nodes, volume_from_node, write_output_node
         from MRSynthLib.preview import PreviewSession
@@ -375,7 +379,7 @@ class MRSynthLogic(ScriptedLoadableModuleLogic, InstallLogic):
         check_nodes(inputs, target, output, reference, mask)
         ident = lambda n: None if n is None else (n.GetID(), n.GetImageData() and n.GetImageData().GetMTime())  # noqa: E731
         key = (tuple((c, ident(n)) for c, n in inputs.items()), target, ident(reference), ident(mask),
-               secondTarget, model, device, matchHistogram)
+               secondTarget, model, device, matchHistogram, calibrate)
         if key != self._previewKey:
             engine, model_id = self.engine(model, device)
             self._preview = PreviewSession(
@@ -383,7 +387,7 @@ class MRSynthLogic(ScriptedLoadableModuleLogic, InstallLogic):
                 reference=volume_from_node(reference, "reference") if reference is not None else None,
                 second_target=secondTarget,
                 mask=volume_from_node(mask, "mask", check=False) if mask is not None else None,
-                model_id=model_id, match_histogram=matchHistogram)
+                model_id=model_id, match_histogram=matchHistogram, calibrate=calibrate)
             self._previewKey = key
         session = self._preview
         index = session.index_from_ras(ras)

@@ -1,6 +1,7 @@
 """``mrsynth demo``: the whole job on a simulated subject with the embedded default model.
 
-Two results: the target's mean style (no information about the missing scan), and the recommended
+Two results: the target's mean style, calibrated to the tone the inputs imply (no information about the
+missing scan; :mod:`MRSynthLib.calibration`), and the recommended
 workflow when a scan of the missing contrast from *another* subject with the same protocol exists —
 that scan as style reference with histogram matching (only its intensity distribution is used).
 """
@@ -56,7 +57,7 @@ def run_demo(out: Path, seed: int = 7, backend: str = "onnx", device: str = "aut
     z = int(np.argmax(cm.reshape(cm.shape[0], -1).sum(1))) + 8
     t_n = canon(normalize(truth.array, mask))[z]
     rows = []
-    for name, vol in (("ref. matched", pred), ("mean style", mean_style)):
+    for name, vol in (("ref. matched", pred), ("calibrated", mean_style)):
         p_n = canon(normalize(vol.array, mask))[z]
         panels = [(c, canon(normalize(subject.volumes[c].array, mask))[z]) for c in DEMO_INPUTS]
         panels += [(f"SYNTH. {name}", p_n), (f"{DEMO_TARGET} truth", t_n)]

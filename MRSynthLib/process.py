@@ -40,6 +40,7 @@ class SynthesisParameters:
     style_alpha: float = 0.0
     style_target: str | None = None
     match_histogram: bool = False
+    calibrate: bool = True
     register: bool = False
     batch_size: int = 8
     backend: str = "onnx"
@@ -61,6 +62,8 @@ class SynthesisParameters:
             args.append("--register")
         if self.match_histogram:
             args.append("--match-histogram")
+        if not self.calibrate:
+            args.append("--no-calibrate")
         if self.force:
             args.append("--force")
         return args

@@ -51,6 +51,26 @@ def tiny_bundle(tmp_path_factory) -> Path:
     return out / "tiny-test.json"
 
 
+@pytest.fixture(scope="session")
+def calibrated_bundle(tiny_bundle, tmp_path_factory, small_subject):
+    """The tiny exported model with templates made from the small simulated subject's own volumes."""
+    import shutil
+
+    from MRSynthLib.calibration import templates_from_subjects
+    from MRSynthLib.preprocess import derive_mask, normalize
+
+    folder = tmp_path_factory.mktemp("calibrated")
+    for f in tiny_bundle.parent.iterdir():
+        shutil.copy(f, folder / f.name)
+    vols = {c: v.array for c, v in small_subject.volumes.items()}
+    mask = derive_mask(list(vols.values()))
+    card = json.loads(tiny_bundle.read_text())
+    card["intensity_templates"] = {"contrasts": templates_from_subjects([({c: normalize(a, mask) for c, a in vols.items()},
+                                                                           mask)])}
+    (folder / tiny_bundle.name).write_text(json.dumps(card))
+    return folder / tiny_bundle.name
+
+
 def write_nifti(volume, path: Path) -> Path:
     from MRSynthLib.io import write_volume
 

@@ -86,24 +86,6 @@ def test_output_mapping_rules_by_hand():
     assert OutputMapping(calibrated=cal, walk=True).at(0.3)[1] == pytest.approx(0.7)  # second has no template
 
 
-@pytest.fixture(scope="module")
-def calibrated_bundle(tiny_bundle, tmp_path_factory, small_subject):
-    """The tiny exported model with templates made from the small simulated subject's own volumes."""
-    from MRSynthLib.calibration import templates_from_subjects
-    from MRSynthLib.preprocess import derive_mask, normalize
-
-    folder = tmp_path_factory.mktemp("calibrated")
-    for f in tiny_bundle.parent.iterdir():
-        shutil.copy(f, folder / f.name)
-    vols = {c: v.array for c, v in small_subject.volumes.items()}
-    mask = derive_mask(list(vols.values()))
-    card = json.loads(tiny_bundle.read_text())
-    card["intensity_templates"] = {"contrasts": templates_from_subjects([({c: normalize(a, mask) for c, a in vols.items()},
-                                                                           mask)])}
-    (folder / tiny_bundle.name).write_text(json.dumps(card))
-    return folder / tiny_bundle.name
-
-
 def _engine(card_path):
     from MRSynthLib.registry import load_backend, resolve_model
 

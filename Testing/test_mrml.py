@@ -225,8 +225,11 @@ def test_autofill_maps_names_and_skips_synthetic_outputs():
 
 
 @pytest.mark.parametrize("case", ["axis", "lefthanded"])
-def test_panel_console_and_cli_give_the_same_voxels(small_subject, engine, tiny_bundle, tmp_path, case):
-    """The node path and the `mrsynth synthesize` CLI on the same inputs give the same voxels."""
+@pytest.mark.parametrize("model", ["tiny_bundle", "calibrated_bundle"])
+def test_panel_console_and_cli_give_the_same_voxels(small_subject, request, model, tmp_path, case):
+    """The node path and the `mrsynth synthesize` CLI on the same inputs give the same voxels (with and
+    without a card that calibrates intensities)."""
+    tiny_bundle = request.getfixturevalue(model)
     from MRSynthLib.cli import main
     from MRSynthLib.io import read_volume, write_volume
     from MRSynthLib.mrml import array_on_grid, grid_of

@@ -62,7 +62,9 @@ def test_arg_list_round_trips_through_the_cli_parser():
     assert ns.style_alpha == 0.25 and ns.register and ns.batch_size == 3 and ns.force
     plain = build_parser().parse_args(SynthesisParameters({"T1": "x"}, "T2", "o.nrrd", force=False).as_arg_list())
     assert plain.mask is None and plain.style_ref is None and not plain.register and not plain.force
-    assert not plain.match_histogram
+    assert not plain.match_histogram and not plain.no_calibrate  # calibrated by default, as in the CLI
+    raw = SynthesisParameters({"T1": "x"}, "T2", "o.nrrd", calibrate=False)
+    assert build_parser().parse_args(raw.as_arg_list()).no_calibrate
     matched = SynthesisParameters({"T1": "x"}, "T2", "o.nrrd", style_ref="r.nrrd", match_histogram=True)
     assert build_parser().parse_args(matched.as_arg_list()).match_histogram
 
