@@ -1,7 +1,8 @@
 """Both leave-one-subject-out folds of ``make bench-quality`` in one table (the README's).
 
-Usage: python Testing/bench/bench_quality_folds.py runs/bench-quality-A runs/bench-quality-B [RERUN …]
-Each folder is one ``bench_quality.py`` run (``results.json``); later folders override earlier entries
+Usage: python Testing/bench/bench_quality_folds.py [--file results-calibrated.json] runs/bench-quality-A runs/bench-quality-B [RERUN …]
+Each folder is one ``bench_quality.py`` run (``results.json``, or the file named by ``--file``, e.g. the
+re-evaluation with intensity calibration written by ``bench_quality_reevaluate.py``); later folders override earlier entries
 of the same recipe and held-out subject. Steps per fold are listed in subject order. Per recipe:
 mean PSNR per target over the held-out subjects, mean PSNR/MAE/SSIM over every task, steps per fold,
 and the paired Wilcoxon signed-rank test (scipy) of each recipe against the unified model over the
@@ -19,14 +20,14 @@ from scipy.stats import wilcoxon
 TARGETS = ("T1", "T1Gd", "T2", "FLAIR")
 
 
-def load(folders: list[Path]) -> dict[str, dict]:
+def load(folders: list[Path], filename: str = "results.json") -> dict[str, dict]:
     """recipe → {'steps': {subject: n}, 'rows': {(subject, target): metrics}, 'params_M', 'gmac'}.
 
     A later folder's entry for the same recipe and held-out subject replaces an earlier one (a recipe
     re-run alone, e.g. ``bench_quality.py --only unified``, after the machine was busy during its run)."""
     out: dict[str, dict] = {}
     for folder in folders:
-        for res in json.loads((folder / "results.json").read_text(encoding="utf-8")):
+        for res in json.loads((folder / filename).read_text(encoding="utf-8")):
             entry = out.setdefault(res["recipe"], {"steps": {}, "rows": {}, "params_M": res["params_M"],
                                                    "gmac": res["gmac"]})
             rows = [r for r in res["rows"] if "PSNR" in r]
@@ -60,10 +61,13 @@ def table(results: dict[str, dict], reference: str = "unified") -> str:
 
 
 def main(argv: list[str]) -> int:
+    filename = "results.json"
+    if len(argv) >= 2 and argv[0] == "--file":
+        filename, argv = argv[1], argv[2:]
     if len(argv) < 1:
         print(__doc__, file=sys.stderr)
         return 2
-    print(table(load([Path(a) for a in argv])))
+    print(table(load([Path(a) for a in argv], filename)))
     return 0
 
 

@@ -1,5 +1,6 @@
 """Analysis used in the README: the validation-fold model with the *other* real subject's scan of the target
-contrast as style reference + histogram matching (no leak), vs the baselines. Run from the repository root:
+contrast as style reference + histogram matching (no leak), vs the baselines; "model alone" is calibrated with
+the fold run's intensity templates when it has them (as the shipped pipeline). Run from the repository root:
 python Testing/bench/loso_reference.py [FOLD_RUN_HOLDING_OUT_FG-6692 FOLD_RUN_HOLDING_OUT_DU-7294]"""
 import json
 import sys
@@ -8,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from mrsynth_train.export import load_run_model
+from mrsynth_train.templates import attach_templates
 from MRSynthLib.backends.torch_backend import TorchBackend
 from MRSynthLib.evaluation import evaluate_arrays, histogram_match
 from MRSynthLib.io import read_volume
@@ -18,7 +20,7 @@ fold_a, fold_b = sys.argv[1:3] if len(sys.argv) > 2 else ('runs/model/foldA', 'r
 res = {}
 for run, test, other in ((fold_a, 'TCGA-FG-6692', 'TCGA-DU-7294'), (fold_b, 'TCGA-DU-7294', 'TCGA-FG-6692')):
     model, cfg = load_run_model(Path(run))
-    eng = TorchBackend(None, cfg['model'], device='cpu', model=model)
+    eng = attach_templates(TorchBackend(None, cfg['model'], device='cpu', model=model), Path(run))  # calibrated, as shipped
     vols = {c: read_volume(f'../shared/data/real/{test}/{c}.nii.gz') for c in ('T1','T1Gd','T2','FLAIR')}
     refs = {c: read_volume(f'../shared/data/real/{other}/{c}.nii.gz') for c in ('T1','T1Gd','T2','FLAIR')}
     m = derive_mask([v.array for v in vols.values()])
