@@ -9,17 +9,21 @@ import pytest
 
 
 @pytest.mark.slow
-def test_validation_report_is_consistent(tiny_bundle, real_root, tmp_path):
+def test_validation_report_is_consistent(calibrated_bundle, real_root, tmp_path):
+    """With a calibrating card: the report's model numbers are the calibrated pipeline, and the network's
+    own look is reported beside them."""
     from mrsynth_train.validate import validate_subject
     from MRSynthLib.registry import load_backend, resolve_model
 
-    engine = load_backend(resolve_model(str(tiny_bundle)), "onnx", "cpu")
+    engine = load_backend(resolve_model(str(calibrated_bundle)), "onnx", "cpu")
     report = validate_subject(engine, real_root / "TCGA-FG-6692", tmp_path / "v.png")
     assert set(report["targets"]) == {"T1", "T1Gd", "T2", "FLAIR"}
     for target, r in report["targets"].items():
         best = r["histmatch"][r["best_baseline"]]["PSNR"]
         assert best == max(b["PSNR"] for b in r["histmatch"].values())
         assert r["psnr_gain_db"] == pytest.approx(r["model"]["PSNR"] - best)
+        assert r["psnr_gain_uncalibrated_db"] == pytest.approx(r["model_uncalibrated"]["PSNR"] - best)
+        assert r["model"]["PSNR"] != r["model_uncalibrated"]["PSNR"]
         assert target not in r["histmatch"]  # 3→1: the target is never a source
     gains = [r["psnr_gain_db"] for r in report["targets"].values()]
     assert report["mean_psnr_gain_db"] == pytest.approx(np.mean(gains))

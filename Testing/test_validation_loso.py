@@ -53,3 +53,18 @@ def test_validate_loso_cli_refuses_a_bad_fold_argument(tmp_path, capsys):
     assert main(["validate-loso", str(tmp_path), "--data", str(tmp_path), "--fold", f"S={tmp_path}"]) == 2
     assert "not a finished run folder" in capsys.readouterr().err
     assert not (tmp_path / "validation.json").exists()
+
+
+def test_combine_folds_carries_uncalibrated_gains_and_reads_older_reports():
+    """A calibrated fold report has the uncalibrated gain beside it; a report made before calibration
+    existed has none, and its (uncalibrated) gain stands in for it."""
+    from mrsynth_train.validate import combine_folds
+
+    a = _fold("A", {"T1": _target(10.0, 12.0, {"T2": 14.0})})  # gain -4
+    a["mean_psnr_gain_uncalibrated_db"] = -7.0
+    a["targets"]["T1"]["model_uncalibrated"] = {"PSNR": 7.0}
+    b = _fold("B", {"T1": _target(8.0, 9.0, {"T2": 12.0})})  # gain -4, older report
+    report = combine_folds({"A": a, "B": b})
+    assert report["mean_psnr_gain_db"] == pytest.approx(-4.0)
+    assert report["mean_psnr_gain_uncalibrated_db"] == pytest.approx((-7.0 - 4.0) / 2)
+    assert report["per_target_mean_over_folds"]["T1"]["model_uncalibrated_PSNR"] == pytest.approx((7.0 + 8.0) / 2)
