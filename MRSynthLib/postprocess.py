@@ -20,11 +20,18 @@ def reference_quantiles(reference: Volume, n_quantiles: int = 1001) -> np.ndarra
     return np.quantile(normalize(reference.array, ref_mask)[ref_mask], np.linspace(0.0, 1.0, n_quantiles))
 
 
-def quantile_map(values: np.ndarray, mask: np.ndarray, ref_q: np.ndarray, alpha: float = 1.0) -> np.ndarray:
-    """Map ``values`` inside ``mask`` so their quantiles move toward ``ref_q`` (strength α); 0 outside."""
+def quantile_map(values: np.ndarray, mask: np.ndarray, ref_q: np.ndarray, alpha: float = 1.0,
+                 src_q: np.ndarray | None = None) -> np.ndarray:
+    """Map ``values`` inside ``mask`` so their quantiles move toward ``ref_q`` (strength α); 0 outside.
+    ``src_q``: the quantiles to map from, when ``values`` is only part of what is mapped (the live
+    preview's slice of a volume); default: those of ``values`` inside ``mask``."""
     if not mask.any():
         return np.zeros_like(values, dtype=np.float32)
-    src = np.quantile(values[mask], np.linspace(0.0, 1.0, len(ref_q)))
+    levels = np.linspace(0.0, 1.0, len(ref_q))
+    if src_q is None:
+        src = np.quantile(values[mask], levels)
+    else:
+        src = np.interp(levels, np.linspace(0.0, 1.0, len(src_q)), src_q)
     src = src + np.arange(len(ref_q)) * 1e-9  # strictly increasing for interpolation
     out = np.interp(values, src, (1 - alpha) * src + alpha * ref_q).astype(np.float32)
     out[~mask] = 0.0
@@ -76,9 +83,9 @@ class OutputMapping:
             return (cal, 1.0 - alpha) if self.second is None else (blend_geometric(cal, self.second, alpha), 1.0)
         return cal, 1.0
 
-    def apply(self, values: np.ndarray, mask: np.ndarray, alpha: float) -> np.ndarray:
+    def apply(self, values: np.ndarray, mask: np.ndarray, alpha: float, src_q: np.ndarray | None = None) -> np.ndarray:
         how = self.at(alpha)
-        return values if how is None or how[1] == 0 else quantile_map(values, mask, how[0], how[1])
+        return values if how is None or how[1] == 0 else quantile_map(values, mask, how[0], how[1], src_q)
 
 
 def output_mapping(engine, prepared, target: str, second_target: str | None = None,

@@ -27,6 +27,9 @@ from .synthesis import (
 )
 from .volume import Volume
 
+SAMPLE_SLICES = 8  # slices that estimate the whole volume's output histogram (one batch)
+ALPHA_GRID = 5  # slider positions 0, 0.25, …, 1 at which it is estimated
+SAMPLE_QUANTILES = 1001
 _PLANE_WORLD = {"axial": 2, "coronal": 1, "sagittal": 0}  # LPS world axis normal to each plane
 
 
@@ -57,7 +60,6 @@ class PreviewSession:
         self.engine, self.plane, self.second_target, self.model_id = engine, plane, second_target, model_id
         self.prepared = prepare(named, mask=mask)
         self.reference_style = reference_style_or_none(engine, reference, plane)
-        # the full run maps the whole volume's histogram; a one-slice preview can only map the slice's
         self.mapping = output_mapping(engine, self.prepared, self.target, second_target, reference,
                                       match_histogram, calibrate)
         self._stack = orientation.slices_first(np.moveaxis(self.prepared.stack, 0, -1), plane)  # (N, a, b, C)
@@ -68,6 +70,12 @@ class PreviewSession:
         self._crop = brain_crop(self._mask[brain].any(axis=0))
         self.output = np.zeros(self.prepared.mask.shape, dtype=np.float32)  # canonical, last slices shown
         self._style_cache: dict[float, np.ndarray] = {}
+        # the full run maps the whole volume's output histogram; the preview estimates it from a few slices
+        # spread through the brain, at a few slider positions (interpolated between), computed on first use
+        self._sample = brain[np.linspace(0, brain.size - 1, SAMPLE_SLICES + 2)[1:-1].round().astype(int)]
+        self._sample_q: dict[float, np.ndarray] = {}
+        if self.mapping.at(0.0) is not None:
+            self._sampled_quantiles(0.0)
 
     @property
     def n_slices(self) -> int:
@@ -91,18 +99,38 @@ class PreviewSession:
         pos = ijk[axis] if not flips[w] else ref.size_ijk[axis] - 1 - ijk[axis]
         return int(np.clip(np.rint(pos), 0, self.n_slices - 1))
 
+    def _generate(self, indices: list[int], alpha: float) -> tuple[np.ndarray, tuple[slice, slice]]:
+        """Raw generator output (clipped, masked) for slices ``indices`` in one batch, cropped to the brain."""
+        rows, cols = self._crop
+        images, (h, w) = pad_to_multiple(np.moveaxis(self._stack[indices][:, rows, cols], -1, 1))
+        n = len(indices)
+        pred = self.engine.generate(images, np.repeat(self.prepared.available[None], n, 0),
+                                    np.repeat(self.style(alpha)[None], n, 0))
+        return np.clip(pred[:, 0, :h, :w], 0.0, 1.0) * self._mask[indices][:, rows, cols], (rows, cols)
+
+    def _sampled_quantiles(self, alpha: float) -> np.ndarray:
+        """Whole-volume output quantiles at α, estimated from the sample slices (grid of α, interpolated)."""
+        pos = float(np.clip(alpha, 0.0, 1.0)) * (ALPHA_GRID - 1)
+        lo, hi = int(np.floor(pos)), int(np.ceil(pos))
+        for g in {lo, hi}:
+            key = g / (ALPHA_GRID - 1)
+            if key not in self._sample_q:
+                raw, (rows, cols) = self._generate(list(self._sample), key)
+                inside = self._mask[self._sample][:, rows, cols]
+                self._sample_q[key] = np.quantile(raw[inside], np.linspace(0.0, 1.0, SAMPLE_QUANTILES))
+        a, b = self._sample_q[lo / (ALPHA_GRID - 1)], self._sample_q[hi / (ALPHA_GRID - 1)]
+        return a + (pos - lo) * (b - a)
+
     def synthesize_slice(self, alpha: float, index: int) -> np.ndarray:
         """Synthesize slice ``index`` (canonical, this plane) for style ``alpha``; also kept in ``output``."""
         if not 0 <= index < self.n_slices:
             raise MRSynthError(f"slice {index} is outside the volume (0…{self.n_slices - 1})")
         plane_out = np.zeros(self._mask.shape[1:], dtype=np.float32)
         if self._mask[index].any():
-            rows, cols = self._crop
-            images, (h, w) = pad_to_multiple(np.moveaxis(self._stack[[index]][:, rows, cols], -1, 1))
-            pred = self.engine.generate(images, self.prepared.available[None], self.style(alpha)[None])
-            plane_out[rows, cols] = np.clip(pred[0, 0, :h, :w], 0.0, 1.0)
-            plane_out *= self._mask[index]
-            plane_out = self.mapping.apply(plane_out, self._mask[index], alpha)
+            raw, (rows, cols) = self._generate([index], alpha)
+            plane_out[rows, cols] = raw[0]
+            if self.mapping.at(alpha) is not None:
+                plane_out = self.mapping.apply(plane_out, self._mask[index], alpha, self._sampled_quantiles(alpha))
         orientation.slices_first(self.output, self.plane)[index] = plane_out
         return plane_out
 

@@ -116,9 +116,9 @@ def test_output_takes_the_tone_the_inputs_imply(calibrated_bundle, small_subject
     np.testing.assert_array_equal(plain.array, raw)
 
 
-def test_preview_keeps_the_full_paths_voxel_order(calibrated_bundle, small_subject):
-    """The preview maps one slice (the full run the whole volume): both are monotone maps of the same
-    generator output, so the voxel order within the slice is the same, and both reach the target tone."""
+def test_preview_is_close_to_the_full_path_and_keeps_its_voxel_order(calibrated_bundle, small_subject):
+    """The full run maps the whole volume's output histogram; the preview estimates it from a few slices
+    spread through the brain. Same voxel order within the slice, values within a few hundredths."""
     from scipy.stats import spearmanr
 
     from MRSynthLib import orientation
@@ -127,14 +127,15 @@ def test_preview_keeps_the_full_paths_voxel_order(calibrated_bundle, small_subje
 
     engine = _engine(calibrated_bundle)
     inputs = {c: small_subject.volumes[c] for c in ("T1", "T2")}
-    session = PreviewSession(engine, inputs, "FLAIR")
+    session = PreviewSession(engine, inputs, "FLAIR", second_target="PD")
     assert session.mapping.gamma == pytest.approx(1.0, abs=0.05)  # the template's own subject
-    mid = session.n_slices // 2
-    prev = session.synthesize_slice(0.0, mid)
-    full = orientation.to_canonical(synthesize(inputs, "FLAIR", engine=engine))[mid]
-    inside = session._mask[mid]
-    assert spearmanr(prev[inside], full[inside]).statistic > 0.999
-    assert np.abs(np.median(prev[inside]) - np.median(full[inside])) < 0.1
+    for alpha in (0.0, 0.6):
+        full = orientation.to_canonical(synthesize(inputs, "FLAIR", engine=engine, style_alpha=alpha,
+                                                   second_target="PD"))
+        for index in (session.n_slices // 3, session.n_slices // 2):
+            prev, inside = session.synthesize_slice(alpha, index), session._mask[index]
+            assert spearmanr(prev[inside], full[index][inside]).statistic > 0.999
+            assert np.abs(prev[inside] - full[index][inside]).mean() < 0.03
 
 
 def test_a_card_with_malformed_templates_is_refused_naming_it(tiny_bundle, tmp_path):
