@@ -71,11 +71,16 @@ class PreviewSession:
         self.output = np.zeros(self.prepared.mask.shape, dtype=np.float32)  # canonical, last slices shown
         self._style_cache: dict[float, np.ndarray] = {}
         # the full run maps the whole volume's output histogram; the preview estimates it from a few slices
-        # spread through the brain, at a few slider positions (interpolated between), computed on first use
+        # spread through the brain, at a few slider positions (interpolated between), all computed here so
+        # that a slider release costs one slice (without a reference or second contrast α changes nothing)
         self._sample = brain[np.linspace(0, brain.size - 1, SAMPLE_SLICES + 2)[1:-1].round().astype(int)]
-        self._sample_q: dict[float, np.ndarray] = {}
-        if self.mapping.at(0.0) is not None:
-            self._sampled_quantiles(0.0)
+        self._grid = ALPHA_GRID if (reference is not None or second_target is not None) else 1
+        self._sample_q: list[np.ndarray] = []
+        if any(self.mapping.at(a) is not None for a in (0.0, 1.0)):
+            for g in range(self._grid):
+                raw, (rows, cols) = self._generate(list(self._sample), g / max(self._grid - 1, 1))
+                inside = self._mask[self._sample][:, rows, cols]
+                self._sample_q.append(np.quantile(raw[inside], np.linspace(0.0, 1.0, SAMPLE_QUANTILES)))
 
     @property
     def n_slices(self) -> int:
@@ -109,17 +114,12 @@ class PreviewSession:
         return np.clip(pred[:, 0, :h, :w], 0.0, 1.0) * self._mask[indices][:, rows, cols], (rows, cols)
 
     def _sampled_quantiles(self, alpha: float) -> np.ndarray:
-        """Whole-volume output quantiles at α, estimated from the sample slices (grid of α, interpolated)."""
-        pos = float(np.clip(alpha, 0.0, 1.0)) * (ALPHA_GRID - 1)
+        """Whole-volume output quantiles at α, from the sample slices (linear between grid positions)."""
+        if self._grid == 1:
+            return self._sample_q[0]
+        pos = float(np.clip(alpha, 0.0, 1.0)) * (self._grid - 1)
         lo, hi = int(np.floor(pos)), int(np.ceil(pos))
-        for g in {lo, hi}:
-            key = g / (ALPHA_GRID - 1)
-            if key not in self._sample_q:
-                raw, (rows, cols) = self._generate(list(self._sample), key)
-                inside = self._mask[self._sample][:, rows, cols]
-                self._sample_q[key] = np.quantile(raw[inside], np.linspace(0.0, 1.0, SAMPLE_QUANTILES))
-        a, b = self._sample_q[lo / (ALPHA_GRID - 1)], self._sample_q[hi / (ALPHA_GRID - 1)]
-        return a + (pos - lo) * (b - a)
+        return self._sample_q[lo] + (pos - lo) * (self._sample_q[hi] - self._sample_q[lo])
 
     def synthesize_slice(self, alpha: float, index: int) -> np.ndarray:
         """Synthesize slice ``index`` (canonical, this plane) for style ``alpha``; also kept in ``output``."""

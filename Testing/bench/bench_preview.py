@@ -81,7 +81,7 @@ def main() -> int:
         shape = "×".join(str(s) for s in inputs["T1"].size_ijk)
         t = time.perf_counter()
         session = PreviewSession(engine, inputs, "FLAIR", second_target="T1")
-        rows.append(("prepare once (align, mask, normalize, reorient)", f"{(time.perf_counter() - t) * 1000:.0f} ms"))
+        rows.append(("prepare once (align, mask, normalize, reorient, calibration samples)", f"{(time.perf_counter() - t) * 1000:.0f} ms"))
         t = time.perf_counter()
         ref_session = PreviewSession(engine, inputs, "FLAIR", reference=reference)
         rows.append(("prepare once + encode reference style", f"{(time.perf_counter() - t) * 1000:.0f} ms"))
