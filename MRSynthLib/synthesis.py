@@ -206,4 +206,8 @@ def synthesize(inputs: dict[str, Volume], target: str, model: str | None = None,
     out = run_slices(engine, prepared, style, plane=plane, batch_size=batch_size, progress=progress)
     mapping = output_mapping(engine, prepared, tgt, second_target, style_reference, match_histogram, calibrate)
     out = mapping.apply(out, prepared.mask, style_alpha)
-    return to_output_volume(out, prepared, tgt, model_id)
+    result = to_output_volume(out, prepared, tgt, model_id)
+    # what was done to the intensities, kept with the result (node attribute, NRRD/NIfTI header key)
+    result.metadata["MRSynth.Calibration"] = (f"tone exponent {mapping.gamma:.3f} vs the model's templates"
+                                              if mapping.calibrated is not None else "off")
+    return result

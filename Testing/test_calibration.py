@@ -104,14 +104,17 @@ def test_output_takes_the_tone_the_inputs_imply(calibrated_bundle, small_subject
     mask = derive_mask([v.array for v in vols.values()])
     inputs = {c: Volume(normalize(vols[c].array, mask) ** 1.6, vols[c].spacing, vols[c].origin, vols[c].direction)
               for c in ("T1", "T2")}
-    out = synthesize(inputs, "FLAIR", engine=engine).array
+    result = synthesize(inputs, "FLAIR", engine=engine)
+    out = result.array
     raw = synthesize(inputs, "FLAIR", engine=engine, calibrate=False).array
+    assert result.metadata["MRSynth.Calibration"].startswith("tone exponent 1.6")
     # the untrained tiny generator saturates at 1 in half the brain (ties): compare the lower quantiles
     at = [0.05, 0.15, 0.3]
     got = np.quantile(out[mask & (out > 0)], at)
     flair_t = engine.intensity_templates["FLAIR"]
     np.testing.assert_allclose(got, np.interp(at, levels(flair_t.size), flair_t) ** 1.6, atol=0.02)
     assert np.abs(out - raw).max() > 0.05
+    assert synthesize(inputs, "FLAIR", engine=engine, calibrate=False).metadata["MRSynth.Calibration"] == "off"
     plain = synthesize(inputs, "FLAIR", engine=_engine(calibrated_bundle.parent / "tiny-test.json"), calibrate=False)
     np.testing.assert_array_equal(plain.array, raw)
 
