@@ -244,7 +244,8 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 out = self.logic.loadResult(process, p.inputs(), p.outputVolume)
                 p.outputVolume = out
                 slicer.util.setSliceViewerLayers(background=out, fit=False)
-                self.log(f"Done: '{out.GetName()}' (marked SYNTHETIC).")
+                self.log(f"Done: '{out.GetName()}' (marked SYNTHETIC; intensity calibration: "
+                         f"{out.GetAttribute('MRSynth.Calibration') or 'off'}).")
         elif status.state == "failed":
             self.log(f"Error: {status.error}")
             slicer.util.errorDisplay(f"MRSynth failed: {status.error}")

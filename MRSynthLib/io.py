@@ -93,6 +93,8 @@ def read_volume(path: str | os.PathLike, check_content: bool = True) -> Volume:
         volume = Volume(array, spacing, origin, direction)
     else:
         volume = volume_from_sitk(image)
+        # MRSynth's own header keys (NRRD/MHA keep them): a result read back keeps its labels
+        volume.metadata.update({k: image.GetMetaData(k) for k in image.GetMetaDataKeys() if k.startswith("MRSynth.")})
     volume.metadata["source_path"] = str(p)
     if check_content:
         check_voxels(volume.array, str(p))

@@ -248,9 +248,12 @@ def test_panel_console_and_cli_give_the_same_voxels(small_subject, request, mode
     np.testing.assert_allclose(node_out, cli_out, atol=1e-6)
 
 
-@pytest.mark.parametrize("case", ["oblique", "lefthanded"])
-def test_panel_background_path_gives_the_same_voxels(small_subject, tiny_bundle, tmp_path, case):
-    """Panel Apply: nodes → NRRD → `mrsynth` process → output node, equal to the in-process node path."""
+@pytest.mark.parametrize(("case", "model"), [("oblique", "tiny_bundle"), ("lefthanded", "tiny_bundle"),
+                                             ("oblique", "calibrated_bundle")])
+def test_panel_background_path_gives_the_same_voxels(small_subject, request, model, tmp_path, case):
+    """Panel Apply: nodes → NRRD → `mrsynth` process → output node, equal to the in-process node path,
+    and labelled with what was done to the intensities."""
+    tiny_bundle = request.getfixturevalue(model)
     from MRSynthLib.mrml import job_parameters, write_output_node
     from MRSynthLib.process import SynthesisProcess
 
@@ -266,6 +269,9 @@ def test_panel_background_path_gives_the_same_voxels(small_subject, tiny_bundle,
                                second_target="PD")
     assert np.array_equal(matrix(panel), matrix(nodes["T1"]))
     assert panel.GetAttribute("MRSynth.Model") == "tiny-test" and panel.GetAttribute("MRSynth.Synthetic") == "1"
+    calibration = panel.GetAttribute("MRSynth.Calibration")
+    assert calibration == console.GetAttribute("MRSynth.Calibration")
+    assert calibration.startswith("tone exponent") if model == "calibrated_bundle" else calibration == "off"
     np.testing.assert_allclose(slicer.util.arrayFromVolume(panel), slicer.util.arrayFromVolume(console), atol=1e-6)
 
 
