@@ -1,7 +1,8 @@
 """Where the output's intensity distribution goes, after the generator: the subject's calibrated look
 (:mod:`MRSynthLib.calibration`, from the inputs alone), a reference scan's histogram, or both along the
 style slider. One :class:`OutputMapping` per request, so the whole-volume run and the live preview
-follow the same rules (the preview maps one slice, the full run the whole volume)."""
+follow the same rules (the preview maps its slice with the volume's output histogram estimated from a few
+sample slices; see :class:`MRSynthLib.preview.PreviewSession`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ from .volume import Volume
 
 
 def reference_quantiles(reference: Volume, n_quantiles: int = 1001) -> np.ndarray:
-    """Quantiles of a reference scan inside its own brain mask, in the project's [0, 1] convention."""
+    """Quantiles of a reference scan inside its own brain mask, in the project's [0, 1] convention.
+
+    The reference is a scan of the target contrast from *another* subject or session with the look
+    wanted (same scanner/protocol); its anatomy is never used, only its histogram."""
     ref_mask = derive_mask([reference.array])
     return np.quantile(normalize(reference.array, ref_mask)[ref_mask], np.linspace(0.0, 1.0, n_quantiles))
 
@@ -36,16 +40,6 @@ def quantile_map(values: np.ndarray, mask: np.ndarray, ref_q: np.ndarray, alpha:
     out = np.interp(values, src, (1 - alpha) * src + alpha * ref_q).astype(np.float32)
     out[~mask] = 0.0
     return out
-
-
-def match_reference_histogram(canonical_out: np.ndarray, mask: np.ndarray, reference: Volume,
-                              alpha: float = 1.0, n_quantiles: int = 1001) -> np.ndarray:
-    """Move the output's intensity distribution toward a reference scan's (quantile mapping, strength α).
-
-    The reference is a scan of the target contrast from *another* subject or session with the look
-    wanted (same scanner/protocol); its anatomy is never used, only its histogram inside its brain mask.
-    """
-    return quantile_map(canonical_out, mask, reference_quantiles(reference, n_quantiles), alpha)
 
 
 def _resample(q: np.ndarray, n: int) -> np.ndarray:

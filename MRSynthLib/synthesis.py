@@ -207,7 +207,7 @@ def synthesize(inputs: dict[str, Volume], target: str, model: str | None = None,
     mapping = output_mapping(engine, prepared, tgt, second_target, style_reference, match_histogram, calibrate)
     out = mapping.apply(out, prepared.mask, style_alpha)
     result = to_output_volume(out, prepared, tgt, model_id)
-    # what was done to the intensities, kept with the result (node attribute, NRRD/NIfTI header key)
+    # what was done to the intensities, kept with the result (node attribute; NRRD/MHA header key)
     result.metadata["MRSynth.Calibration"] = (f"tone exponent {mapping.gamma:.3f} vs the model's templates"
                                               if mapping.calibrated is not None else "off")
     return result

@@ -47,7 +47,8 @@ def read_templates(run: Path) -> dict | None:
 
 def templates_for_run(run: Path, data: Path) -> dict:
     """Rebuild a finished run's record from its resolved config: the real subjects under ``data`` that
-    the run's include/exclude lists admit, else its simulated subjects."""
+    the run's include/exclude lists admit, else its simulated subjects (a run's extra roots are not
+    re-read: the trainer's own record, written at the start of every run, includes them)."""
     cfg_path = run / "config.json"
     if not cfg_path.exists():
         raise MRSynthError("not a run folder (no config.json)", str(run))
