@@ -27,7 +27,7 @@ _SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if os.path.isdir(os.path.join(_SOURCE_ROOT, "MRSynthLib")) and _SOURCE_ROOT not in sys.path:
     sys.path.insert(0, _SOURCE_ROOT)  # "Add module path" on the source tree: MRSynthLib sits beside MRSynth/
 
-from MRSynthSlicerLib import InstallLogic, registerSampleData  # noqa: E402
+from MRSynthSlicerLib import InstallLogic, PreviewLogic, registerSampleData  # noqa: E402
 from MRSynthSlicerLib.SelfTest import MRSynthTest  # noqa: E402, F401 - Slicer looks the test up here
 
 from MRSynthLib.contrasts import GADOLINIUM_NOTE  # noqa: E402 - Qt-free, imports nothing heavy
@@ -295,13 +295,12 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self.refreshModels()
 
 
-class MRSynthLogic(ScriptedLoadableModuleLogic, InstallLogic):
+class MRSynthLogic(ScriptedLoadableModuleLogic, InstallLogic, PreviewLogic):
     """All the work, callable from the Python console without the panel."""
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
-        self._preview = None
-        self._previewKey = None
+        self.resetPreview()
         self._engines: dict = {}
 
     def getParameterNode(self):
@@ -365,38 +364,3 @@ class MRSynthLogic(ScriptedLoadableModuleLogic, InstallLogic):
 
         first = next(iter(inputs.values()))
         return write_output_node(process.result(), first, output=output, scene=slicer.mrmlScene)
-
-    # --- live preview ----------------------------------------------------------------------------
-    def resetPreview(self) -> None:
-        self._preview, self._previewKey = None, None
-
-    def previewSlice(self, inputs: dict, target: str, styleAlpha: float, ras, reference=None, output=None,
-                     model=None, device: str = "auto", secondTarget=None, mask=None, matchHistogram: bool = False,
-                     calibrate: bool = True, **_ignored):
-        """Re-synthesize the slice through ``ras`` into the output node; prepares the subject once."""
-        from MRSynthLib.mrml import check_nodes, volume_from_node, write_output_node
-        from MRSynthLib.preview import PreviewSession
-
-        check_nodes(inputs, target, output, reference, mask)
-        ident = lambda n: None if n is None else (n.GetID(), n.GetImageData() and n.GetImageData().GetMTime())  # noqa: E731
-        key = (tuple((c, ident(n)) for c, n in inputs.items()), target, ident(reference), ident(mask),
-               secondTarget, model, device, matchHistogram, calibrate)
-        if key != self._previewKey:
-            engine, model_id = self.engine(model, device)
-            self._preview = PreviewSession(
-                engine, {c: volume_from_node(n, c) for c, n in inputs.items()}, target,
-                reference=volume_from_node(reference, "reference") if reference is not None else None,
-                second_target=secondTarget,
-                mask=volume_from_node(mask, "mask", check=False) if mask is not None else None,
-                model_id=model_id, match_histogram=matchHistogram, calibrate=calibrate)
-            self._previewKey = key
-        session = self._preview
-        index = session.index_from_ras(ras)
-        session.synthesize_slice(styleAlpha, index)
-        first = next(iter(inputs.values()))
-        if output is None or output.GetImageData() is None or \
-                output.GetImageData().GetDimensions() != first.GetImageData().GetDimensions():
-            return write_output_node(session.volume(), first, output=output, scene=slicer.mrmlScene)
-        session.write_slice(slicer.util.arrayFromVolume(output), index)
-        slicer.util.arrayFromVolumeModified(output)
-        return output
