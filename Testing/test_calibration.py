@@ -92,7 +92,7 @@ def _engine(card_path):
     return load_backend(resolve_model(str(card_path)), "onnx", "cpu")
 
 
-def test_output_takes_the_tone_the_inputs_imply(calibrated_bundle, small_subject):
+def test_output_takes_the_tone_the_inputs_imply(calibrated_bundle, tiny_bundle, small_subject):
     """Inputs darkened by x ** 1.6 (another subject's tone): the calibrated output's quantiles are the FLAIR
     template ** γ with γ ≈ 1.6 measured on the inputs; without calibration the output is the generator's."""
     from MRSynthLib.preprocess import derive_mask, normalize
@@ -105,18 +105,20 @@ def test_output_takes_the_tone_the_inputs_imply(calibrated_bundle, small_subject
     inputs = {c: Volume(normalize(vols[c].array, mask) ** 1.6, vols[c].spacing, vols[c].origin, vols[c].direction)
               for c in ("T1", "T2")}
     result = synthesize(inputs, "FLAIR", engine=engine)
-    out = result.array
-    raw = synthesize(inputs, "FLAIR", engine=engine, calibrate=False).array
+    uncalibrated = synthesize(inputs, "FLAIR", engine=engine, calibrate=False)
+    out, raw = result.array, uncalibrated.array
     assert result.metadata["MRSynth.Calibration"].startswith("tone exponent 1.6")
+    assert uncalibrated.metadata["MRSynth.Calibration"] == "off"
     # the untrained tiny generator saturates at 1 in half the brain (ties): compare the lower quantiles
     at = [0.05, 0.15, 0.3]
     got = np.quantile(out[mask & (out > 0)], at)
     flair_t = engine.intensity_templates["FLAIR"]
     np.testing.assert_allclose(got, np.interp(at, levels(flair_t.size), flair_t) ** 1.6, atol=0.02)
     assert np.abs(out - raw).max() > 0.05
-    assert synthesize(inputs, "FLAIR", engine=engine, calibrate=False).metadata["MRSynth.Calibration"] == "off"
-    plain = synthesize(inputs, "FLAIR", engine=_engine(calibrated_bundle.parent / "tiny-test.json"), calibrate=False)
+    # the same network from a card without templates: calibration asked for, nothing to calibrate with
+    plain = synthesize(inputs, "FLAIR", engine=_engine(tiny_bundle))
     np.testing.assert_array_equal(plain.array, raw)
+    assert plain.metadata["MRSynth.Calibration"] == "off"
 
 
 def test_preview_is_close_to_the_full_path_and_keeps_its_voxel_order(calibrated_bundle, small_subject):
