@@ -60,6 +60,37 @@ def test_a_budget_stopped_run_has_annealed(recipe, tmp_path):
     assert logged[0] > logged[-1] and logged == sorted(logged, reverse=True)  # the schedule, visible in the log
 
 
+@pytest.mark.parametrize("recipe", ["unified", "hypergan", "collagan", "mist", "cyclegan", "unit", "supervised",
+                                    "simple"])
+def test_every_optimizer_of_every_recipe_has_a_schedule(recipe):
+    """The equal-budget comparison is fair only if every recipe anneals: each optimizer has an LR scheduler
+    (which the trainer moves to the budget's clock) whose rate falls to the end of its schedule."""
+    from mrsynth_train.trainer import build_recipe
+
+    over = {"recipe": recipe, "steps": 100}
+    if recipe != "unified":
+        over["options"] = TINY_RECIPE_OPTIONS[recipe]
+    objs = build_recipe(_tiny_cfg(**over)).optimizers().values()
+    optimizers = [o for o in objs if isinstance(o, torch.optim.Optimizer)]
+    schedulers = [o for o in objs if isinstance(o, torch.optim.lr_scheduler.LRScheduler)]
+    assert optimizers and {id(s.optimizer) for s in schedulers} == {id(o) for o in optimizers}
+    for s in schedulers:
+        assert all(f(100) <= 0.05 < f(0) for f in s.lr_lambdas)
+
+
+def test_mist_diversification_weight_follows_the_budget_clock(tmp_path):
+    """MIST's style-diversification weight decays over the steps (StarGAN v2); a budget-stopped run must
+    have moved it to the end of its schedule like the learning rates."""
+    from mrsynth_train.trainer import train
+
+    cfg = _tiny_cfg(recipe="mist", steps=10**6, cpu_budget_s=3.0, checkpoint_every=10**6,
+                    options=TINY_RECIPE_OPTIONS["mist"])
+    summary = train(cfg, tmp_path, progress=False)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    position = int(state["modules"]["state"]["step"])
+    assert summary["steps"] < 10**5 and position >= 0.8 * 10**6
+
+
 def test_the_budget_counts_across_resume(tmp_path):
     """A run that spent its budget does not get a fresh one on --resume."""
     from mrsynth_train.trainer import train

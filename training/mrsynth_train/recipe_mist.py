@@ -7,7 +7,12 @@ fused one); an image cycle back to one of the inputs with that input's style; th
 per-input content recovery; the style-diversification loss (two latents must give different
 images; its weight decays linearly to 0 as in StarGAN v2); and, the data being paired, L1 between
 the reference-guided fake (the truth's own style) and the truth. The mapping network has its own
-optimizer with a much smaller learning rate (StarGAN v2: 0.01×). Adam (0.0, 0.99)."""
+optimizer with a much smaller learning rate (StarGAN v2: 0.01×). Adam (0.0, 0.99).
+
+StarGAN v2 keeps its learning rates constant; here they decay linearly to 0 after ``decay_from`` of the
+steps (``decay_from: 1`` keeps them constant), and both that and the diversification weight follow the
+CPU budget's clock when a budget stops the run (:meth:`MISTRecipe.advance_schedule`), so at equal
+budget every recipe ends annealed."""
 
 from __future__ import annotations
 
@@ -21,7 +26,15 @@ from .config import TrainConfig
 from .data import Batch
 from .nets.common import PatchDiscriminator
 from .nets.mist import MappingNetwork, MISTGenerator, MISTInference, Separator, StyleEncoder
-from .recipe_common import N_CONTRASTS, adam, one_hot, parse_options, set_requires_grad, to_tensors
+from .recipe_common import (
+    N_CONTRASTS,
+    adam,
+    linear_decay,
+    one_hot,
+    parse_options,
+    set_requires_grad,
+    to_tensors,
+)
 
 
 @dataclass
@@ -42,6 +55,7 @@ class MISTOptions:
     lambda_ds: float = 1.0  # decays linearly to 0 over ds_decay_steps (0 → over cfg.steps)
     ds_decay_steps: int = 0
     lambda_l1: float = 10.0
+    decay_from: float = 0.5  # learning rates decay linearly to 0 after this fraction of the steps (1: constant)
 
 
 class MISTRecipe:
@@ -61,15 +75,23 @@ class MISTRecipe:
         self.opt_g = adam(g_params, cfg.lr, betas)
         self.opt_map = adam(self.mapping.parameters(), cfg.lr * o.mapping_lr_scale, betas)
         self.opt_d = adam(self.discriminator.parameters(), cfg.lr, betas)
+        self.sched = [linear_decay(opt, cfg.steps, o.decay_from) for opt in (self.opt_g, self.opt_map, self.opt_d)]
         self.ds_steps = o.ds_decay_steps or cfg.steps
-        self.state = _State()  # step counter, checkpointed with the modules: the ds-weight schedule
+        self.state = _State()  # schedule position, checkpointed with the modules: the ds-weight schedule
 
     def modules(self) -> dict[str, nn.Module]:
         return {"generator": self.generator, "separator": self.separator, "style_encoder": self.style_encoder,
                 "mapping": self.mapping, "discriminator": self.discriminator, "state": self.state}
 
     def optimizers(self) -> dict:
-        return {"opt_g": self.opt_g, "opt_map": self.opt_map, "opt_d": self.opt_d}
+        return {"opt_g": self.opt_g, "opt_map": self.opt_map, "opt_d": self.opt_d,
+                "sched_g": self.sched[0], "sched_map": self.sched[1], "sched_d": self.sched[2]}
+
+    def advance_schedule(self, position: int) -> None:
+        """Move the diversification weight's schedule to ``position`` (the CPU budget's clock, in steps)
+        when it runs ahead of the step count; the trainer moves the LR schedulers the same way."""
+        if int(self.state.step) < position:
+            self.state.step.fill_(position)
 
     def inference_module(self) -> nn.Module:
         return MISTInference(self.generator, self.mapping)
@@ -138,12 +160,15 @@ class MISTRecipe:
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         self.opt_d.step()
+        for sched in self.sched:
+            sched.step()
         self.state.step += 1
         return {"loss_g": loss_g.item(), **{k: v.item() for k, v in terms.items()}, "loss_d": loss_d.item()}
 
 
 class _State(nn.Module):
-    """Holds the recipe's step counter as a buffer so checkpoints carry the ds-weight schedule."""
+    """Holds the recipe's schedule position (steps, or the budget's clock when it runs ahead) as a buffer
+    so checkpoints carry the ds-weight schedule."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -17,6 +17,7 @@ from .recipe_supervised import SupervisedRecipe
 class SimpleOptions:
     pairs: list[list[str]] = field(default_factory=default_pairs)
     hidden: int = 256
+    decay_from: float = 0.5  # linear decay to 0 after this fraction of the steps (the budget's clock under a budget)
 
 
 class SimpleRecipe(SupervisedRecipe):

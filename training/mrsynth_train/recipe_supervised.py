@@ -1,5 +1,7 @@
 """Supervised baseline (Welander et al. 2018): the CycleGAN ResNet generator trained with L1 only on
-co-registered (paired) slices, one generator per direction of each configured contrast pair."""
+co-registered (paired) slices, one generator per direction of each configured contrast pair. Learning
+rate constant, then linear decay to 0 (CycleGAN's schedule, which their supervised model shared), so a
+budget-stopped run ends annealed too."""
 
 from __future__ import annotations
 
@@ -12,13 +14,22 @@ from MRSynthLib.nets.resnet_generator import ResnetGenerator
 from . import losses
 from .config import TrainConfig
 from .data import Batch
-from .recipe_common import PairwiseOptions, PairwiseRecipe, adam, direction_key, paired_sides, to_tensors
+from .recipe_common import (
+    PairwiseOptions,
+    PairwiseRecipe,
+    adam,
+    direction_key,
+    linear_decay,
+    paired_sides,
+    to_tensors,
+)
 
 
 @dataclass
 class SupervisedOptions(PairwiseOptions):
     ngf: int = 64
     n_blocks: int = 9
+    decay_from: float = 0.5  # fraction of the steps after which the learning rate decays linearly to 0
 
 
 class SupervisedRecipe(PairwiseRecipe):
@@ -31,6 +42,7 @@ class SupervisedRecipe(PairwiseRecipe):
         super().__init__(cfg)
         self.generators = nn.ModuleDict({direction_key(s, t): self.make_translator() for s, t in self.directions})
         self.optimizer = adam(self.generators.parameters(), cfg.lr, (0.5, 0.999))
+        self.scheduler = linear_decay(self.optimizer, cfg.steps, self.opt.decay_from)
 
     def make_translator(self) -> nn.Module:
         return ResnetGenerator(1, 1, self.opt.ngf, self.opt.n_blocks)
@@ -42,7 +54,7 @@ class SupervisedRecipe(PairwiseRecipe):
         return {"generators": self.generators}
 
     def optimizers(self) -> dict:
-        return {"optimizer": self.optimizer}
+        return {"optimizer": self.optimizer, "scheduler": self.scheduler}
 
     def train_step(self, batch: Batch) -> dict[str, float]:
         t = to_tensors(batch)
@@ -55,5 +67,6 @@ class SupervisedRecipe(PairwiseRecipe):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        self.scheduler.step()
         return {"loss": loss.item(), "l1_ab": l_ab.item(), "l1_ba": l_ba.item()}
 

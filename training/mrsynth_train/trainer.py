@@ -170,6 +170,8 @@ def _follow_budget(recipe, used: float, steps: int) -> None:
     for obj in recipe.optimizers().values():
         if isinstance(obj, torch.optim.lr_scheduler.LRScheduler) and obj.last_epoch < position:
             obj.last_epoch = position
+    if hasattr(recipe, "advance_schedule"):  # schedules that are not LR schedulers (MIST's ds weight)
+        recipe.advance_schedule(position)
 
 
 def _learning_rate(recipe) -> float:
