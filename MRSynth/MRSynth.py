@@ -1,39 +1,37 @@
 """MRSynth: synthesize a missing brain MR contrast from the ones you have (3D Slicer scripted module).
 
-Thin by design: the Widget wires ``Resources/UI/MRSynth.ui`` to the Logic, the Logic delegates to
-``MRSynthLib`` (``mrml`` for nodes, ``preview`` for the live slice, ``process`` for the background run).
-Nothing heavy is imported when Slicer starts; onnxruntime is installed on first use, after asking.
+Thin by design: the Widget wires ``Resources/UI/MRSynth.ui`` to the Logic (``MRSynthSlicerLib/Logic.py``),
+which delegates to ``MRSynthLib`` (``mrml`` for nodes, ``preview`` for the live slice, ``process`` for the
+background run). The panel's state is a parameter node (``MRSynthSlicerLib/Parameters.py``) and the
+panel redraws from its ModifiedEvent, so it never lags a selection behind. Nothing heavy is imported
+when Slicer starts; onnxruntime is installed on first use, after asking.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-import shutil
 import sys
-import tempfile
-from typing import Annotated
 
 import qt
 import slicer
-from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
-from slicer.ScriptedLoadableModule import (
-    ScriptedLoadableModule,
-    ScriptedLoadableModuleLogic,
-    ScriptedLoadableModuleWidget,
-)
+import vtk
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleWidget
 from slicer.util import VTKObservationMixin
 
 _SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if os.path.isdir(os.path.join(_SOURCE_ROOT, "MRSynthLib")) and _SOURCE_ROOT not in sys.path:
     sys.path.insert(0, _SOURCE_ROOT)  # "Add module path" on the source tree: MRSynthLib sits beside MRSynth/
 
-from MRSynthSlicerLib import InstallLogic, PreviewLogic, registerSampleData  # noqa: E402
+from MRSynthSlicerLib import registerSampleData  # noqa: E402
+from MRSynthSlicerLib.BackgroundRun import BackgroundRun, RunRequest  # noqa: E402
+from MRSynthSlicerLib.Logic import MRSynthLogic  # noqa: E402 - also `from MRSynth import MRSynthLogic`
+from MRSynthSlicerLib.Parameters import CONTRASTS, NO_SECOND, MRSynthParameterNode  # noqa: E402, F401
 from MRSynthSlicerLib.SelfTest import MRSynthTest  # noqa: E402, F401 - Slicer looks the test up here
+from MRSynthSlicerLib.UserErrors import reportErrors, reportUserError  # noqa: E402
 
 from MRSynthLib.contrasts import GADOLINIUM_NOTE  # noqa: E402 - Qt-free, imports nothing heavy
-
-CONTRASTS = ("T1", "T1Gd", "T2", "PD", "FLAIR")
-NO_SECOND = "(none)"
+from MRSynthLib.errors import MRSynthError  # noqa: E402
 
 
 class MRSynth(ScriptedLoadableModule):
@@ -51,29 +49,6 @@ class MRSynth(ScriptedLoadableModule):
         slicer.app.connect("startupCompleted()", registerSampleData)
 
 
-@parameterNodeWrapper
-class MRSynthParameterNode:
-    inputT1: slicer.vtkMRMLScalarVolumeNode
-    inputT1Gd: slicer.vtkMRMLScalarVolumeNode
-    inputT2: slicer.vtkMRMLScalarVolumeNode
-    inputPD: slicer.vtkMRMLScalarVolumeNode
-    inputFLAIR: slicer.vtkMRMLScalarVolumeNode
-    target: Annotated[str, Choice(list(CONTRASTS))] = "FLAIR"
-    referenceVolume: slicer.vtkMRMLScalarVolumeNode
-    secondTarget: Annotated[str, Choice([NO_SECOND, *CONTRASTS])] = NO_SECOND
-    styleAlpha: Annotated[float, WithinRange(0, 1)] = 0.0
-    matchHistogram: bool = False
-    livePreview: bool = False
-    outputVolume: slicer.vtkMRMLScalarVolumeNode
-    maskVolume: slicer.vtkMRMLScalarVolumeNode
-    batchSize: Annotated[int, WithinRange(1, 64)] = 8
-    registerInputs: bool = False
-    calibrateIntensities: bool = True
-
-    def inputs(self) -> dict:
-        return {c: getattr(self, f"input{c}") for c in CONTRASTS if getattr(self, f"input{c}") is not None}
-
-
 class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -81,8 +56,8 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._process = None
-        self._workdir = None
+        self.run: BackgroundRun | None = None  # the Apply in progress
+        self._redOrigin = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -96,7 +71,7 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.pollTimer.timeout.connect(self.onPoll)
         self.previewTimer = qt.QTimer()
         self.previewTimer.setSingleShot(True)
-        self.previewTimer.setInterval(100)  # debounce: re-synthesize 100 ms after the slider stops
+        self.previewTimer.setInterval(100)  # debounce: re-synthesize 100 ms after the slider or Red view stops
         self.previewTimer.timeout.connect(self.onPreview)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -106,36 +81,38 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.livePreviewCheckBox.toggled.connect(lambda _on: self.schedulePreview())
         self.ui.matchHistogramCheckBox.toggled.connect(lambda _on: self.schedulePreview())
         self.ui.calibrateCheckBox.toggled.connect(lambda _on: self.schedulePreview())
-        self.ui.targetComboBox.currentTextChanged.connect(self.updateGuiState)
-        self.ui.deviceComboBox.currentTextChanged.connect(self.updateDeviceWarning)
+        self.ui.modelComboBox.currentIndexChanged.connect(self.onModelSelected)
         self.ui.openCacheButton.clicked.connect(lambda: qt.QDesktopServices.openUrl(
             qt.QUrl.fromLocalFile(str(self.logic.cacheFolder(create=True)))))
         self.ui.clearCacheButton.clicked.connect(self.onClearCache)
         self.ui.importModelButton.clicked.connect(self.onImportModel)
-        for c in CONTRASTS:
-            self.inputSelector(c).currentNodeChanged.connect(lambda _n: self.updateGuiState())
-        self.ui.deviceComboBox.addItems(["auto", "cpu", "cuda:0", "cuda:1"])
         self.refreshModels()
         self.initializeParameterNode()
-        self.updateGuiState()
+        self.observeRedSlice()
 
     def inputSelector(self, contrast: str):
         return getattr(self.ui, f"input{contrast}Selector")
 
     def cleanup(self) -> None:
+        """Module reload or Slicer exit: stop the process tree, timers and observers; remove the work folder."""
+        if self.run is not None:
+            self.run.cancel()
+            self.run = None
+        self.pollTimer.stop()
+        self.previewTimer.stop()
         self.removeObservers()
-        if self._process is not None:
-            self._process.cancel()
 
     def enter(self) -> None:
         self.initializeParameterNode()
+        self.observeRedSlice()
 
     def exit(self) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
+        self.unbindParameterNode()
 
     def onSceneStartClose(self, caller, event) -> None:
+        """The run's nodes are about to disappear: cancel it (nothing is written)."""
+        self.stopRun("Cancelled: the scene was closed; nothing was written.")
+        self.previewTimer.stop()
         self.setParameterNode(None)
         self.logic.resetPreview()
 
@@ -148,140 +125,222 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not self._parameterNode.inputs():
             self.onAutoFill()
 
-    def setParameterNode(self, parameterNode) -> None:
+    def unbindParameterNode(self) -> None:
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            if self.hasObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGuiState):
+                self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGuiState)
+
+    def setParameterNode(self, parameterNode) -> None:
+        """Bind the panel to ``parameterNode`` and redraw the panel on each of its ModifiedEvents."""
+        self.unbindParameterNode()
         self._parameterNode = parameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGuiState)
+            self.restoreModel()
+        self.updateGuiState()
 
-    # --- state -----------------------------------------------------------------------------------
+    # --- state ---------------------------------------------------------------------------------------
     def updateGuiState(self, *_args) -> None:
-        if self._parameterNode is None:
+        """Redraw from the parameter node (on its ModifiedEvent), never from another widget: a widget's own
+        signal can arrive before the binding has written its value, which left the panel one step behind."""
+        p, running = self._parameterNode, self.run is not None
+        self.ui.applyButton.text = "Cancel" if running else "Apply"
+        for widget in (*(self.inputSelector(c) for c in CONTRASTS), self.ui.autoFillButton, self.ui.targetComboBox,
+                       self.ui.referenceSelector, self.ui.outputSelector, self.ui.maskSelector):
+            widget.enabled = not running  # the request was taken at Apply: changing it now would mislead
+        if p is None:
+            self.ui.applyButton.enabled = running
             return
-        given = set(self._parameterNode.inputs())
+        given = set(p.inputs())
         model = self.ui.targetComboBox.model()
         for row in range(self.ui.targetComboBox.count):  # only contrasts not given as input can be targets
             item = model.item(row) if hasattr(model, "item") else None
             if item is not None:
                 item.setEnabled(self.ui.targetComboBox.itemText(row) not in given)
-        target = self.ui.targetComboBox.currentText
         self.ui.gadoliniumNoteLabel.setText(GADOLINIUM_NOTE)
-        self.ui.gadoliniumNoteLabel.setVisible(target == "T1Gd")
-        self.ui.matchHistogramCheckBox.enabled = self._parameterNode.referenceVolume is not None
-        running = self._process is not None
-        self.ui.applyButton.text = "Cancel" if running else "Apply"
-        self.ui.applyButton.enabled = running or (bool(given) and target not in given)
+        self.ui.gadoliniumNoteLabel.setVisible(p.target == "T1Gd")
+        hasReference = p.referenceVolume is not None
+        self.ui.matchHistogramCheckBox.enabled = hasReference  # histogram matching needs a reference
+        self.ui.secondTargetComboBox.enabled = not running and not hasReference  # a reference replaces it
+        self.ui.applyButton.enabled = running or (bool(given) and p.target not in given)
         self.ui.applyButton.toolTip = ("Stop the running synthesis" if running else
                                        "Select at least one input and a target that is not an input"
-                                       if not self.ui.applyButton.enabled else f"Synthesize {target}")
-
-    def updateDeviceWarning(self, *_args) -> None:
-        message = self.logic.deviceWarning(self.ui.deviceComboBox.currentText)
+                                       if not self.ui.applyButton.enabled else f"Synthesize {p.target}")
+        message = self.logic.deviceWarning(p.device)
         self.ui.deviceWarningLabel.setText(message)
         self.ui.deviceWarningLabel.setVisible(bool(message))
+        self.selectModel(p.model)
+
+    def selectModel(self, modelId: str) -> None:
+        """Show ``modelId`` in the model box without writing it back to the parameter node."""
+        combo = self.ui.modelComboBox
+        index = combo.findData(modelId or "")
+        if index >= 0 and index != combo.currentIndex:
+            wasBlocked = combo.blockSignals(True)
+            combo.currentIndex = index
+            combo.blockSignals(wasBlocked)
+
+    def restoreModel(self) -> None:
+        """The model saved with the scene, or the default (with a line) when it is not available here."""
+        p = self._parameterNode
+        if p is None:
+            return
+        if p.model and self.ui.modelComboBox.findData(p.model) < 0:
+            self.log(f"Model '{p.model}' (saved with the scene) is not available here; using the default.")
+            p.model = ""
+        self.selectModel(p.model)
+
+    def onModelSelected(self, _index: int) -> None:
+        if self._parameterNode is not None:
+            self._parameterNode.model = self.ui.modelComboBox.currentData or ""
 
     def refreshModels(self) -> None:
-        self.ui.modelComboBox.clear()
+        combo = self.ui.modelComboBox
+        wasBlocked = combo.blockSignals(True)  # refilling must not overwrite the saved choice
+        combo.clear()
         for model_id, label in self.logic.availableModels():
-            self.ui.modelComboBox.addItem(label, model_id)
+            combo.addItem(label, model_id)
+        combo.blockSignals(wasBlocked)
         self.ui.cacheLabel.setText(str(self.logic.cacheFolder()))
+        self.restoreModel()
 
     def log(self, text: str) -> None:
         self.ui.logTextEdit.appendPlainText(text)
 
     def options(self) -> dict:
         p = self._parameterNode
-        return dict(model=self.ui.modelComboBox.currentData or None, device=self.ui.deviceComboBox.currentText,
-                    batchSize=p.batchSize, register=p.registerInputs, mask=p.maskVolume,
-                    matchHistogram=p.matchHistogram and p.referenceVolume is not None,
+        hasReference = p.referenceVolume is not None
+        return dict(model=p.model or None, device=p.device, batchSize=p.batchSize, register=p.registerInputs,
+                    mask=p.maskVolume, matchHistogram=p.matchHistogram and hasReference,
                     calibrate=p.calibrateIntensities,
-                    secondTarget=None if p.secondTarget == NO_SECOND else p.secondTarget)
+                    secondTarget=None if hasReference or p.secondTarget == NO_SECOND else p.secondTarget)
+
+    def request(self) -> RunRequest:
+        p = self._parameterNode
+        return RunRequest(inputs=p.inputs(), target=p.target, output=p.outputVolume, reference=p.referenceVolume,
+                          styleAlpha=p.styleAlpha, options=self.options())
 
     # --- actions ---------------------------------------------------------------------------------
     def onAutoFill(self) -> None:
         for contrast, node in self.logic.autoFill().items():
             if getattr(self._parameterNode, f"input{contrast}") is None:
                 setattr(self._parameterNode, f"input{contrast}", node)
-        self.updateGuiState()
 
     def onApplyButton(self) -> None:
-        if self._process is not None:
-            self._process.cancel()
-            self.log("Cancelled: the background process and its children were stopped; nothing was written.")
-            self.finishRun()
+        if self.run is not None:
+            self.stopRun("Cancelled: the background process and its children were stopped; nothing was written.")
             return
-        if not self.logic.ensureDependencies(confirm=True):
-            self.log("Dependencies not installed; nothing was run.")
+        self.ui.logTextEdit.clear()
+        self.ui.progressBar.value = 0
+        with reportErrors("MRSynth needs its dependencies", self.log) as outcome:
+            self.logic.ensureDependencies(confirm=True)
+        if not outcome.ok:
             return
-        p = self._parameterNode
-        self._workdir = tempfile.mkdtemp(prefix="MRSynth-")
-        with slicer.util.tryWithErrorDisplay("MRSynth could not start.", waitCursor=True):
-            try:
-                self._process = self.logic.startBackground(p.inputs(), p.target, self._workdir, p.referenceVolume,
-                                                           p.styleAlpha, **self.options())
-            except Exception:
-                self.finishRun()
-                raise
-            self.ui.logTextEdit.clear()
-            self.log(f"Synthesizing {p.target} from {', '.join(p.inputs())} in a background process…")
-            self.ui.progressBar.value = 0
+        with reportErrors("MRSynth could not start", self.log, waitCursor=True):
+            request = self.request()
+            self.run = BackgroundRun(self.logic, request)
+            self.log(f"Synthesizing {request.target} from {', '.join(request.inputs)} in a background process…")
             self.pollTimer.start()
         self.updateGuiState()
 
     def onPoll(self) -> None:
-        status = self._process.poll()
+        run = self.run
+        if run is None:
+            self.pollTimer.stop()
+            return
+        status = run.poll()
         for line in status.log:
             self.log(line)
         if status.percent is not None:
             self.ui.progressBar.value = status.percent
         if status.state == "running":
             return
-        process = self._process
-        if status.state == "finished":
-            p = self._parameterNode
-            with slicer.util.tryWithErrorDisplay("MRSynth could not load the result.", waitCursor=True):
-                out = self.logic.loadResult(process, p.inputs(), p.outputVolume)
-                p.outputVolume = out
-                slicer.util.setSliceViewerLayers(background=out, fit=False)
-                self.log(f"Done: '{out.GetName()}' (marked SYNTHETIC; intensity calibration: "
-                         f"{out.GetAttribute('MRSynth.Calibration') or 'off'}).")
-        elif status.state == "failed":
-            self.log(f"Error: {status.error}")
-            slicer.util.errorDisplay(f"MRSynth failed: {status.error}")
-        self.finishRun()
+        try:
+            if status.state == "finished":
+                with reportErrors("MRSynth could not load the result", self.log, waitCursor=True):
+                    self.showResult(run.load())
+            elif status.state == "failed":
+                reportUserError("MRSynth failed", status.error or "the background process failed", self.log)
+        finally:
+            self.finishRun()
+
+    def showResult(self, out) -> None:
+        if self._parameterNode is not None:
+            self._parameterNode.outputVolume = out
+        slicer.util.setSliceViewerLayers(background=out, fit=False)
+        self.log(f"Done: '{out.GetName()}' (marked SYNTHETIC; intensity calibration: "
+                 f"{out.GetAttribute('MRSynth.Calibration') or 'off'}).")
+
+    def stopRun(self, message: str) -> None:
+        """Cancel the Apply in progress, if any: kills the process tree, nothing is written."""
+        if self.run is not None:
+            self.run.cancel()
+            self.log(message)
+            self.finishRun()
 
     def finishRun(self) -> None:
         self.pollTimer.stop()
-        self._process = None
-        if self._workdir:
-            shutil.rmtree(self._workdir, ignore_errors=True)
-            self._workdir = None
+        if self.run is not None:
+            self.run.close()
+            self.run = None
         self.updateGuiState()
 
+    # --- live preview ----------------------------------------------------------------------------
+    def redSliceNode(self):
+        layoutManager = slicer.app.layoutManager()
+        sliceWidget = layoutManager.sliceWidget("Red") if layoutManager is not None else None
+        return sliceWidget.mrmlSliceNode() if sliceWidget is not None else None
+
+    @staticmethod
+    def sliceOrigin(sliceNode) -> tuple:
+        m = sliceNode.GetSliceToRAS()
+        return tuple(m.GetElement(r, 3) for r in range(3))
+
+    def observeRedSlice(self) -> None:
+        """Scrolling the Red view re-previews its new slice, debounced like the slider."""
+        node = self.redSliceNode()
+        if node is not None and not self.hasObserver(node, vtk.vtkCommand.ModifiedEvent, self.onRedSliceModified):
+            self._redOrigin = self.sliceOrigin(node)
+            self.addObserver(node, vtk.vtkCommand.ModifiedEvent, self.onRedSliceModified)
+
+    def onRedSliceModified(self, caller, event) -> None:
+        origin = self.sliceOrigin(caller)
+        if origin != self._redOrigin:  # zoom or a new background layer leave the slice where it was
+            self._redOrigin = origin
+            self.schedulePreview()
+
     def schedulePreview(self) -> None:
-        if self.ui.livePreviewCheckBox.checked and self._process is None:
+        if self.ui.livePreviewCheckBox.checked and self.run is None:
             self.previewTimer.start()  # restarts: only the last value within 100 ms is synthesized
 
     def onPreview(self) -> None:
-        p = self._parameterNode
-        if p is None or not p.inputs() or p.target in p.inputs():
+        p, red = self._parameterNode, self.redSliceNode()
+        if p is None or red is None or self.run is not None or not p.inputs() or p.target in p.inputs():
             return
-        if not self.logic.ensureDependencies(confirm=True):
+        with reportErrors("Live preview needs its dependencies", self.log) as outcome:
+            self.logic.ensureDependencies(confirm=True)
+        if not outcome.ok:
             self.ui.livePreviewCheckBox.checked = False
             return
-        red = slicer.app.layoutManager().sliceWidget("Red").mrmlSliceNode().GetSliceToRAS()
-        ras = tuple(red.GetElement(r, 3) for r in range(3))
         try:
-            out = self.logic.previewSlice(p.inputs(), p.target, p.styleAlpha, ras, reference=p.referenceVolume,
-                                          output=p.outputVolume, **self.options())
-        except Exception as exc:  # one line in the panel, never a traceback dialog while dragging
+            out = self.logic.previewSlice(p.inputs(), p.target, p.styleAlpha, self.sliceOrigin(red),
+                                          reference=p.referenceVolume, output=p.outputVolume, **self.options())
+        except MRSynthError as exc:  # one line in the panel, never a dialog while dragging
             self.log(f"Preview: {exc}")
+            return
+        except Exception as exc:  # a bug: one line here, the traceback in the Python console, preview off
+            logging.exception("MRSynth live preview failed")
+            self.log(f"Preview stopped (unexpected error, see the Python console): {exc}")
+            self.ui.livePreviewCheckBox.checked = False
             return
         if p.outputVolume is not out:
             p.outputVolume = out
             slicer.util.setSliceViewerLayers(background=out, fit=False)
 
+    # --- model cache -----------------------------------------------------------------------------
     def onClearCache(self) -> None:
         if slicer.util.confirmOkCancelDisplay(f"Delete all models in {self.logic.cacheFolder()}?"):
             self.logic.clearCache()
@@ -290,77 +349,6 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onImportModel(self) -> None:
         path = qt.QFileDialog.getOpenFileName(None, "Import MRSynth model card", "", "Model card (*.json)")
         if path:
-            with slicer.util.tryWithErrorDisplay("Could not import the model.", waitCursor=True):
+            with reportErrors("Could not import the model", self.log, waitCursor=True):
                 self.log(f"Imported model '{self.logic.importModel(path)}' into the cache.")
                 self.refreshModels()
-
-
-class MRSynthLogic(ScriptedLoadableModuleLogic, InstallLogic, PreviewLogic):
-    """All the work, callable from the Python console without the panel."""
-
-    def __init__(self) -> None:
-        ScriptedLoadableModuleLogic.__init__(self)
-        self.resetPreview()
-        self._engines: dict = {}
-
-    def getParameterNode(self):
-        return MRSynthParameterNode(super().getParameterNode())
-
-    def clearCache(self) -> None:
-        InstallLogic.clearCache(self)
-        self._engines.clear()
-        self.resetPreview()
-
-    def engine(self, model=None, device: str = "auto"):
-        from MRSynthLib.registry import load_backend, resolve_model
-
-        key = (model, device)
-        if key not in self._engines:
-            bundle = resolve_model(model)
-            self._engines[key] = (load_backend(bundle, "onnx", device), bundle.id)
-        return self._engines[key]
-
-    # --- synthesis -------------------------------------------------------------------------------
-    def autoFill(self) -> dict:
-        from MRSynthLib.mrml import autofill, scene_volumes
-
-        return autofill(scene_volumes(slicer.mrmlScene))
-
-    def synthesize(self, inputs: dict, target: str, reference=None, styleAlpha: float = 0.0, output=None,
-                   model=None, device: str = "auto", secondTarget=None, mask=None, batchSize: int = 8,
-                   register: bool = False, progress=None, matchHistogram: bool = False, calibrate: bool = True):
-        """Blocking synthesis for the console and scripts; returns the new (or given) output node."""
-        from MRSynthLib.mrml import synthesize_nodes
-
-        if not self.ensureDependencies(confirm=True):
-            from MRSynthLib.errors import MRSynthError
-
-            raise MRSynthError(f"missing dependencies: {', '.join(self.missingDependencies())}")
-        engine, model_id = self.engine(model, device)
-        out = synthesize_nodes(inputs, target, output=output, reference=reference, style_alpha=styleAlpha,
-                               second_target=secondTarget, mask=mask, register=register, batch_size=batchSize,
-                               progress=progress, engine=engine, scene=slicer.mrmlScene,
-                               match_histogram=matchHistogram, calibrate=calibrate)
-        out.SetAttribute("MRSynth.Model", model_id)
-        return out
-
-    def startBackground(self, inputs: dict, target: str, workdir: str, reference=None, styleAlpha: float = 0.0,
-                        model=None, device: str = "auto", secondTarget=None, mask=None, batchSize: int = 8,
-                        register: bool = False, matchHistogram: bool = False, calibrate: bool = True):
-        """Write the nodes to ``workdir`` and start ``mrsynth synthesize`` in PythonSlicer; returns the process."""
-        from MRSynthLib.mrml import job_parameters
-        from MRSynthLib.process import SynthesisProcess
-
-        params = job_parameters(inputs, target, workdir, reference=reference, mask=mask, model=model,
-                                device=device, style_alpha=styleAlpha, style_target=secondTarget,
-                                register=register, batch_size=batchSize, match_histogram=matchHistogram,
-                                calibrate=calibrate)
-        process = SynthesisProcess(python=shutil.which("PythonSlicer") or sys.executable)
-        process.start(params)
-        return process
-
-    def loadResult(self, process, inputs: dict, output=None):
-        from MRSynthLib.mrml import write_output_node
-
-        first = next(iter(inputs.values()))
-        return write_output_node(process.result(), first, output=output, scene=slicer.mrmlScene)

@@ -118,19 +118,53 @@ def _place_in_study(scene, node, like) -> None:
         return
 
 
+def subject_name(node) -> str | None:
+    """Name of the subject-hierarchy patient (subject) that holds ``node``, if any."""
+    if node.GetScene() is None:
+        return None
+    try:
+        import slicer  # noqa: PLC0415
+
+        sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(node.GetScene())
+        patient = slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMLevelPatient()
+    except (AttributeError, ImportError):  # subject hierarchy not in this build
+        return None
+    item = sh.GetItemByDataNode(node) if sh is not None else 0
+    while item and item != sh.GetSceneItemID():
+        if sh.GetItemLevel(item) == patient:
+            return sh.GetItemName(item) or None
+        item = sh.GetItemParent(item)
+    return None
+
+
 def default_output_name(first, target: str) -> str:
-    return f"{first.GetName()} {canonical(target)} (synthetic)"
+    """``<subject> FLAIR (synthetic)``: the subject-hierarchy subject, else the first input's name."""
+    return f"{subject_name(first) or first.GetName()} {canonical(target)} (synthetic)"
 
 
-def write_output_node(result: Volume, first, output=None, scene=None, name: str | None = None):
+def check_output(output, protected: dict[str, object]) -> None:
+    """Refuse an ``output`` that is one of ``protected`` (role → node): inputs are never overwritten."""
+    if output is None:
+        return
+    for role, node in protected.items():
+        if node is not None and (node is output or (node.GetID() is not None and node.GetID() == output.GetID())):
+            raise MRSynthError(f"the output {node_label(output)} is the {role} volume; "
+                               "choose another output or 'Create new volume' (inputs are never overwritten)")
+
+
+def write_output_node(result: Volume, first, output=None, scene=None, name: str | None = None,
+                      protected: dict[str, object] | None = None):
     """Create (or fill) the output node on ``first``'s exact geometry, labelled as synthetic.
 
     ``result`` must lie on ``first``'s grid (any index order); the IJK→RAS matrix and parent transform are
-    copied from ``first`` itself, so the output overlays its first input exactly.
+    copied from ``first`` itself, so the output overlays its first input exactly. ``output`` may be
+    neither ``first`` nor any of ``protected`` (role → node: the other inputs, reference, mask), checked
+    here too because a background run's result arrives long after the request was checked.
     """
     import slicer.util  # noqa: PLC0415
     import vtk  # noqa: PLC0415
 
+    check_output(output, {**(protected or {}), "first input": first})
     scene = scene or first.GetScene()
     array = np.ascontiguousarray(array_on_grid(result, grid_of(first)), dtype=np.float32)
     target = result.metadata.get("MRSynth.Contrast", "")
@@ -169,12 +203,7 @@ def check_nodes(inputs: dict, target: str, output=None, reference=None, mask=Non
         if node.GetID() in seen:
             raise MRSynthError(f"volume {node_label(node)} is given as both {seen[node.GetID()]} and {c}")
         seen[node.GetID()] = c
-    if output is not None:
-        protected = {**seen, **({reference.GetID(): "reference"} if reference is not None else {}),
-                     **({mask.GetID(): "mask"} if mask is not None else {})}
-        if output.GetID() in protected:
-            raise MRSynthError(f"the output {node_label(output)} is the {protected[output.GetID()]} volume; "
-                               "choose another output or 'Create new volume' (inputs are never overwritten)")
+    check_output(output, {**named, "reference": reference, "mask": mask})
     return named, tgt
 
 
@@ -200,7 +229,8 @@ def synthesize_nodes(inputs: dict, target: str, output=None, reference=None, sty
                         batch_size=batch_size, progress=progress, engine=engine, match_histogram=match_histogram,
                         calibrate=calibrate)
     first = next(iter(named.values()))
-    return write_output_node(result, first, output=output, scene=scene, name=name)
+    return write_output_node(result, first, output=output, scene=scene, name=name,
+                             protected={**named, "reference": reference, "mask": mask})
 
 
 def autofill(nodes) -> dict[str, object]:
@@ -223,18 +253,20 @@ def scene_volumes(scene) -> list:
     return [n for n in out if not n.IsA("vtkMRMLLabelMapVolumeNode")]
 
 
-def job_parameters(inputs: dict, target: str, workdir, reference=None, mask=None, **options):
+def job_parameters(inputs: dict, target: str, workdir, reference=None, mask=None, output_node=None, **options):
     """Write the nodes to NRRD files in ``workdir`` for the background process; return its parameters.
 
-    NRRD keeps any direction matrix exactly (left-handed included), so the process sees the nodes'
-    geometry; the result is mapped back onto the first node's grid by :func:`write_output_node`.
+    ``output_node`` (where the result will go) is checked now, before any work: it may not be an input,
+    the reference or the mask. NRRD keeps any direction matrix exactly (left-handed included), so the
+    process sees the nodes' geometry; the result is mapped back onto the first node's grid by
+    :func:`write_output_node`.
     """
     from pathlib import Path  # noqa: PLC0415
 
     from .io import write_volume  # noqa: PLC0415
     from .process import SynthesisParameters  # noqa: PLC0415
 
-    named, tgt = check_nodes(inputs, target, None, reference, mask)
+    named, tgt = check_nodes(inputs, target, output_node, reference, mask)
     work = Path(workdir)
     paths = {}
     for c, node in named.items():

@@ -17,6 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 UI = ROOT / "MRSynth" / "Resources" / "UI" / "MRSynth.ui"
 MODULE = ROOT / "MRSynth" / "MRSynth.py"
+PARAMETERS = ROOT / "MRSynth" / "MRSynthSlicerLib" / "Parameters.py"
 CONTRASTS = ("T1", "T1Gd", "T2", "PD", "FLAIR")
 
 # what a method call on self.ui.<name> requires of the widget's declared class
@@ -30,10 +31,13 @@ METHOD_CLASSES = {
     "clicked": {"QPushButton"}, "appendPlainText": {"QPlainTextEdit"}, "clear": {"QPlainTextEdit", "QComboBox"},
     "setVisible": {"QLabel"}, "setText": {"QLabel"},
     "value": {"QProgressBar", "ctkSliderWidget", "QSpinBox"}, "text": {"QPushButton", "QLabel"},
-    "enabled": {"QPushButton", "QCheckBox"}, "toolTip": {"QPushButton"},
+    "enabled": {"QPushButton", "QCheckBox", "QComboBox"}, "toolTip": {"QPushButton"},
+    "currentIndexChanged": {"QComboBox"}, "findData": {"QComboBox"}, "blockSignals": {"QComboBox"},
 }
+# parameters whose choices are only known at run time, kept in sync by the Widget instead of a binding
+MANUALLY_BOUND = {"model": "modelComboBox"}
 PARAM_CLASSES = {"node": {"qMRMLNodeComboBox"}, "float": {"ctkSliderWidget"}, "bool": {"QCheckBox"},
-                 "int": {"QSpinBox"}, "choice": {"QComboBox"}}
+                 "int": {"QSpinBox"}, "choice": {"QComboBox"}, "str": {"QComboBox"}}
 
 
 @pytest.fixture(scope="module")
@@ -99,17 +103,46 @@ def test_panel_structure(ui_xml):
 
 
 def test_parameter_bindings_match_the_parameter_node(ui_xml, code_names):
+    """Every field of the parameter node (so: saved with the scene) has its widget, and the model and
+    device choices are among them."""
     tree, widgets, _ = ui_xml
-    params = _parameters(code_names[0])
+    params = _parameters(PARAMETERS.read_text(encoding="utf-8"))
     bound = {}
     for w in tree.iter("widget"):
         p = w.find("property[@name='SlicerParameterName']")
         if p is not None:
             bound[p.findtext("string")] = w.get("class")
+    assert not set(bound) & set(MANUALLY_BOUND)
+    bound |= {name: widgets[widget] for name, widget in MANUALLY_BOUND.items()}
     assert set(bound) == set(params), f"unbound {set(params) - set(bound)}, unknown {set(bound) - set(params)}"
-    assert params["styleAlpha"] == "float" and params["target"] == "choice"
+    assert params["styleAlpha"] == "float" and params["target"] == "choice" and params["device"] == "choice"
+    assert params["model"] == "str" and bound["model"] == bound["device"] == "QComboBox"
     for name, kind in params.items():
         assert bound[name] in PARAM_CLASSES[kind], (name, kind, bound[name])
+    for widget in MANUALLY_BOUND.values():  # read and written by the Widget (tested in test_module_widget.py)
+        assert f"self.ui.{widget}.currentIndexChanged.connect" in code_names[0]
+
+
+def test_readme_console_api_names_every_argument_of_synthesize():
+    """The README's console section lists every argument of ``logic.synthesize`` (calibrate included)."""
+    tree = ast.parse((ROOT / "MRSynth" / "MRSynthSlicerLib" / "Logic.py").read_text(encoding="utf-8"))
+    fn = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "synthesize")
+    names = [a.arg for a in fn.args.args if a.arg not in ("self", "inputs")]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Console and script API", 1)[1].split("\n### ", 1)[0]
+    missing = [n for n in names if f"`{n}`" not in section and f"{n}=" not in section]
+    assert "calibrate" in names and not missing, f"README console API does not mention {missing}"
+
+
+def test_volume_selectors_offer_scalar_volumes_only(ui_xml):
+    """Inputs, reference and output list scalar volumes, not their subclasses (label maps); the mask may
+    be a label map."""
+    tree, widgets, _ = ui_xml
+    for w in tree.iter("widget"):
+        if w.get("class") == "qMRMLNodeComboBox" and w.get("name") != "maskSelector":
+            assert w.findtext("property[@name='showChildNodeTypes']/bool") == "false", w.get("name")
+            assert [s.text for s in w.findall("property[@name='nodeTypes']/stringlist/string")] == [
+                "vtkMRMLScalarVolumeNode"]
 
 
 def test_ui_loads_offscreen_with_base_class_fallback(ui_xml, code_names):
@@ -138,35 +171,10 @@ def test_ui_loads_offscreen_with_base_class_fallback(ui_xml, code_names):
 # --- the module's Logic on a real MRML scene; only the Slicer GUI process (qt, app, base classes) is faked ---
 @pytest.fixture()
 def module(monkeypatch, tmp_path):
-    import importlib.util
-    import sys
-    import types
-
     pytest.importorskip("slicer")
-    import slicer
-    import slicer.util
+    from slicer_module_harness import load_module
 
-    fake = {"qt": types.ModuleType("qt"), "slicer.ScriptedLoadableModule": types.ModuleType("slm"),
-            "slicer.parameterNodeWrapper": types.ModuleType("pnw")}
-
-    class Base:
-        def __init__(self, *args, **kwargs):
-            pass
-
-    for name in ("ScriptedLoadableModule", "ScriptedLoadableModuleLogic", "ScriptedLoadableModuleTest",
-                 "ScriptedLoadableModuleWidget"):
-        setattr(fake["slicer.ScriptedLoadableModule"], name, type(name, (Base,), {}))
-    fake["slicer.parameterNodeWrapper"].parameterNodeWrapper = lambda cls: cls
-    fake["slicer.parameterNodeWrapper"].Choice = lambda values: values
-    fake["slicer.parameterNodeWrapper"].WithinRange = lambda lo, hi: (lo, hi)
-    for name, mod in fake.items():
-        monkeypatch.setitem(sys.modules, name, mod)
-    monkeypatch.setattr(slicer, "mrmlScene", slicer.vtkMRMLScene(), raising=False)
-    monkeypatch.syspath_prepend(str(MODULE.parent))
-    monkeypatch.setenv("MRSYNTH_CACHE", str(tmp_path / "cache"))
-    spec = importlib.util.spec_from_file_location("MRSynth_under_test", MODULE)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod, slicer, _ = load_module(monkeypatch, tmp_path)
     return mod, slicer
 
 

@@ -279,3 +279,35 @@ def test_a_synthetic_t1gd_says_it_shows_no_real_enhancement(small_subject, engin
     scene, nodes, _ = subject_scene(small_subject, "axis")
     out = synthesize_nodes({"T1": nodes["T1"], "T2": nodes["T2"]}, "T1Gd", engine=engine, scene=scene)
     assert "gadolinium enhancement cannot truly be synthesized" in out.GetDescription()
+
+
+def test_background_path_never_writes_into_an_input(small_subject, engine, tmp_path):
+    """Apply's two steps refuse an input (or reference/mask) as output: before the job is written, and
+    again when the result is written back (the selection may have changed while the process ran)."""
+    from MRSynthLib.mrml import job_parameters, write_output_node
+
+    scene, nodes, _ = subject_scene(small_subject, "axis")
+    reference = add_volume(scene, "ref", small_subject.volumes["FLAIR"].array, matrix(nodes["T1"]))
+    before = {c: slicer.util.arrayFromVolume(n).copy() for c, n in nodes.items()}
+    for output, role in ((nodes["T2"], "T2"), (reference, "reference")):
+        with pytest.raises(MRSynthError, match=f"is the {role} volume.*inputs are never overwritten"):
+            job_parameters(nodes, "FLAIR", tmp_path, reference=reference, output_node=output)
+    assert not list(tmp_path.iterdir())  # refused before any file was written
+    result = volume_from_node(nodes["T1"])
+    for output, protected in ((nodes["T1"], None), (nodes["T2"], nodes), (reference, {"reference": reference})):
+        with pytest.raises(MRSynthError, match="inputs are never overwritten"):
+            write_output_node(result, nodes["T1"], output=output, scene=scene, protected=protected)
+    for c, node in nodes.items():
+        assert np.array_equal(slicer.util.arrayFromVolume(node), before[c])
+
+
+def test_default_output_name_uses_the_subject_of_the_subject_hierarchy(small_subject, engine):
+    scene, nodes, _ = subject_scene(small_subject, "axis")
+    assert synthesize_nodes(nodes, "FLAIR", engine=engine, scene=scene).GetName() == "sub01 T1 FLAIR (synthetic)"
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    study = sh.CreateStudyItem(sh.CreateSubjectItem(sh.GetSceneItemID(), "Patient 7"), "MR brain")
+    for node in nodes.values():
+        sh.CreateItem(study, node)
+    out = synthesize_nodes(nodes, "FLAIR", engine=engine, scene=scene)
+    assert out.GetName() == "Patient 7 FLAIR (synthetic)"
+    assert sh.GetItemParent(sh.GetItemByDataNode(out)) == study

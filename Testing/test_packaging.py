@@ -64,6 +64,9 @@ def test_extension_metadata_is_complete():
     assert meta["EXTENSION_CATEGORY"] == "Image Synthesis"
     assert "add_subdirectory(MRSynth)" in text and "Slicer_EXTENSION_CPACK" in text
     assert meta["EXTENSION_ICONURL"].endswith("MRSynth/Resources/Icons/MRSynth.png")
+    prefix = "https://raw.githubusercontent.com/MRSynth/SlicerMRSynth/main/"
+    for url in (meta["EXTENSION_ICONURL"], *meta["EXTENSION_SCREENSHOTURLS"].split()):
+        assert url.startswith(prefix) and (ROOT / url.removeprefix(prefix)).is_file(), f"{url}: no such file here"
     entry = json.loads((ROOT / "MRSynth.json").read_text(encoding="utf-8"))
     assert re.search(r"catalog-entry-schema-v1\.0\.\d+\.json", entry["$schema"])
     assert entry["category"] == meta["EXTENSION_CATEGORY"]

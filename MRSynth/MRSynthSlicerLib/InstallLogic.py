@@ -1,18 +1,22 @@
 """Install-side logic of the MRSynth module: dependencies, device check, model cache, sample data.
 
 Kept out of ``MRSynth.py`` so the module file stays a thin Module/Widget/Logic/Test. Dependencies are
-installed only after the user agrees, with Slicer's own installer; torch only via the PyTorch extension.
+installed only after the user agrees, with Slicer's own installer. Inside Slicer the module runs ONNX
+Runtime only; it never installs or imports torch.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 import shutil
 
 import slicer
 
-REQUIREMENTS = {"onnxruntime": "onnxruntime>=1.17", "tqdm": "tqdm>=4.60", "nibabel": "nibabel>=5.0"}
+# onnxruntime is pinned to the version the tests run with; an onnxruntime already present (for example
+# onnxruntime-gpu, which installs the same module) is used as it is.
+REQUIREMENTS = {"onnxruntime": "onnxruntime==1.31.1", "tqdm": "tqdm>=4.60", "nibabel": "nibabel>=5.0"}
 # Placeholder URL until the release assets are published; checksums are of the files `mrsynth demo` writes.
 SAMPLE_URL = "https://github.com/MRSynth/SlicerMRSynth/releases/download/sample-data-v1/"
 SAMPLE_FILES = {  # simulate_subject(7, shape=(144, 176, 144)), written by MRSynthLib.io.write_volume
@@ -38,6 +42,22 @@ def registerSampleData():
         loadFileType=["VolumeFile"] * len(SAMPLE_FILES))
 
 
+def _slicerPackaging():
+    """``slicer.packaging`` (Slicer's installer) when this Slicer has it; ``getattr(slicer, "packaging")``
+    would be None until something imported the submodule."""
+    try:
+        return importlib.import_module("slicer.packaging")
+    except ImportError:
+        return None
+
+
+def _requirements(specs: list[str]) -> list:
+    """``pip_ensure`` takes ``packaging`` Requirement objects."""
+    from packaging.requirements import Requirement
+
+    return [Requirement(spec) for spec in specs]
+
+
 class InstallLogic:
     """Dependencies, devices and the model cache: everything that touches the user's installation."""
 
@@ -46,24 +66,43 @@ class InstallLogic:
     def missingDependencies() -> list[str]:
         return [req for module, req in REQUIREMENTS.items() if importlib.util.find_spec(module) is None]
 
-    def ensureDependencies(self, confirm: bool = True) -> bool:
-        """Install the pinned inference dependencies with Slicer's own installer, after asking."""
+    def ensureDependencies(self, confirm: bool = True) -> None:
+        """Install the missing inference dependencies with Slicer's own installer, after asking.
+
+        A declined install or a pip failure raises one-line ``MRSynthError`` (the panel shows it as a
+        line and a warning, the console as the error), never a pip traceback.
+        """
+        from MRSynthLib.errors import MRSynthError
+
         missing = self.missingDependencies()
         if not missing:
-            return True
-        packaging = getattr(slicer, "packaging", None)
-        if packaging is not None and hasattr(packaging, "pip_ensure"):
-            packaging.pip_ensure(missing, requester="MRSynth")
-        else:
-            if confirm and not slicer.util.confirmOkCancelDisplay(
-                    f"MRSynth needs {', '.join(missing)} (CPU inference, about 20 MB). Install now?"):
-                return False
-            slicer.util.pip_install(" ".join(missing))
-        return not self.missingDependencies()
+            return
+        names = ", ".join(missing)
+        try:
+            installer = _slicerPackaging()
+            if installer is not None and hasattr(installer, "pip_ensure"):
+                installer.pip_ensure(_requirements(missing), prompt_install=confirm, requester="MRSynth")
+            else:
+                if confirm and not slicer.util.confirmOkCancelDisplay(
+                        f"MRSynth needs {names} (CPU inference, about 20 MB). Install now?"):
+                    raise MRSynthError(f"installation of {names} was declined; nothing was run")
+                slicer.util.pip_install(" ".join(missing))
+        except MRSynthError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - pip, the dialog or a declined prompt: one line, no traceback
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise MRSynthError(f"installation of {names} did not complete ({reason}); nothing was run") from None
+        still = self.missingDependencies()
+        if still:
+            raise MRSynthError(f"{', '.join(still)} still missing after installation; restart Slicer and try again")
 
     @staticmethod
     def ensureTorch():
-        """PyTorch only through the PyTorch extension (never a plain pip install of torch)."""
+        """PyTorch only through the PyTorch extension (never a plain pip install of torch).
+
+        Not called by the module: inside Slicer it runs ONNX Runtime only. Kept for a torch backend in
+        the panel, which would have to install torch this way.
+        """
         try:
             import PyTorchUtils
         except ImportError:

@@ -45,7 +45,8 @@ class PreviewLogic:
         first = next(iter(inputs.values()))
         if output is None or output.GetImageData() is None or \
                 output.GetImageData().GetDimensions() != first.GetImageData().GetDimensions():
-            return write_output_node(session.volume(), first, output=output, scene=slicer.mrmlScene)
+            return write_output_node(session.volume(), first, output=output, scene=slicer.mrmlScene,
+                                     protected={**inputs, "reference": reference, "mask": mask})
         session.write_slice(slicer.util.arrayFromVolume(output), index)
         slicer.util.arrayFromVolumeModified(output)
         return output

@@ -2,10 +2,15 @@
 
 ``OnnxBackend`` runs one multi-input generator (the unified model, or a one-hot-steered CollaGAN /
 Hyper-GAN / MIST export); ``PairwiseOnnxBackend`` runs the single-source graphs of the pairwise
-baselines (CycleGAN, UNIT, supervised, simple), one per direction, behind the same interface."""
+baselines (CycleGAN, UNIT, supervised, simple), one per direction, behind the same interface.
+
+A GPU is never silently unused: ``cuda:N`` selects that GPU, and a session that onnxruntime created
+without the CUDA provider (missing CUDA/cuDNN libraries, a bad device id) is an error when CUDA was
+asked for and a warning under ``auto``."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,45 +18,82 @@ import numpy as np
 from ..contrasts import CONTRASTS, canonical
 from ..errors import MRSynthError
 
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
 
-def _session_factory(device: str, threads: int | None):
-    """(make_session(path), resolved device) with the providers the device asks for."""
-    import onnxruntime as ort  # noqa: PLC0415
 
-    available = ort.get_available_providers()
+def cuda_index(device: str) -> int:
+    """GPU number of ``cuda`` (0) or ``cuda:N``."""
+    _, _, index = device.partition(":")
+    if not index:
+        return 0
+    if not index.isdigit():
+        raise MRSynthError(f"unknown device '{device}' (use auto, cpu, cuda or cuda:N)")
+    return int(index)
+
+
+def execution_providers(device: str, available: list[str]) -> tuple[list, str]:
+    """(providers for ``InferenceSession``, resolved device) for ``device`` given onnxruntime's providers."""
     if device.startswith("cuda"):
-        if "CUDAExecutionProvider" not in available:
+        index = cuda_index(device)
+        if CUDA not in available:
             raise MRSynthError(
                 f"CUDA was requested (--device {device}) but onnxruntime has no CUDA provider "
                 f"(available: {', '.join(available)}); install onnxruntime-gpu or use --device cpu")
-        providers, resolved = ["CUDAExecutionProvider", "CPUExecutionProvider"], device
-    elif device == "auto" and "CUDAExecutionProvider" in available:
-        providers, resolved = ["CUDAExecutionProvider", "CPUExecutionProvider"], "cuda"
-    elif device in ("auto", "cpu"):
-        providers, resolved = ["CPUExecutionProvider"], "cpu"
-    else:
-        raise MRSynthError(f"unknown device '{device}' (use auto, cpu, cuda or cuda:N)")
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-    opts.log_severity_level = 3
+        return [(CUDA, {"device_id": index}), CPU], f"cuda:{index}"
+    if device == "auto" and CUDA in available:
+        return [(CUDA, {"device_id": 0}), CPU], "cuda:0"
+    if device in ("auto", "cpu"):
+        return [CPU], "cpu"
+    raise MRSynthError(f"unknown device '{device}' (use auto, cpu, cuda or cuda:N)")
 
-    def make(path: Path):
-        return ort.InferenceSession(str(path), opts, providers=providers)
 
-    return make, resolved
+def checked_device(requested: str, resolved: str, used: list[str]) -> str:
+    """The device a session really runs on. CUDA asked for but not used by the session: an error for
+    ``cuda``/``cuda:N``, a warning (and ``cpu``) for ``auto``."""
+    if not resolved.startswith("cuda") or CUDA in used:
+        return resolved
+    message = (f"CUDA was requested (--device {requested}) but onnxruntime created the session with "
+               f"{', '.join(used) or 'no provider'} only (CUDA/cuDNN libraries missing or GPU {resolved} "
+               "not usable)")
+    if requested.startswith("cuda"):
+        raise MRSynthError(message + "; fix the CUDA installation or use --device cpu")
+    warnings.warn(message + "; running on the CPU", RuntimeWarning, stacklevel=3)
+    return "cpu"
+
+
+class SessionFactory:
+    """Makes onnxruntime sessions for one device request; ``device`` is where they really run."""
+
+    def __init__(self, device: str, threads: int | None) -> None:
+        import onnxruntime as ort  # noqa: PLC0415
+
+        self._ort = ort
+        self.requested = device
+        self.providers, self.device = execution_providers(device, ort.get_available_providers())
+        self.options = ort.SessionOptions()
+        if threads:
+            self.options.intra_op_num_threads = threads
+        self.options.log_severity_level = 3
+
+    def __call__(self, path: Path):
+        session = self._ort.InferenceSession(str(path), self.options, providers=self.providers)
+        self.device = checked_device(self.requested, self.device, session.get_providers())
+        return session
 
 
 class OnnxBackend:
     name = "onnxruntime"
     intensity_templates = None  # set from the model card by registry.load_backend
+    context = 0  # 2.5D neighbours per side (the card's arch.context), set by registry.load_backend
 
     def __init__(self, generator_path: Path, style_path: Path | None, mean_styles: np.ndarray,
                  device: str = "auto", threads: int | None = None, model_id: str = "model") -> None:
-        make, self.device = _session_factory(device, threads)
+        make = SessionFactory(device, threads)
         self.model_id = model_id
         self._gen = make(generator_path)
         self._style = make(style_path) if style_path is not None else None
+        self.device = make.device
         self.has_style_encoder = self._style is not None
         self.mean_styles = np.asarray(mean_styles, dtype=np.float32)
 
@@ -81,9 +123,10 @@ class PairwiseOnnxBackend:
 
     def __init__(self, graphs: dict[str, Path], mean_styles: np.ndarray, device: str = "auto",
                  threads: int | None = None, model_id: str = "model") -> None:
-        make, self.device = _session_factory(device, threads)
+        make = SessionFactory(device, threads)
         self.model_id = model_id
         self._sessions = {key: make(path) for key, path in graphs.items()}
+        self.device = make.device
         self.mean_styles = np.asarray(mean_styles, dtype=np.float32)
 
     def sources(self, target: str) -> list[str]:

@@ -1,0 +1,43 @@
+"""The panel's state as a typed parameter node, so every choice saves and restores with the scene.
+
+Widgets in ``Resources/UI/MRSynth.ui`` bind to these fields through their ``SlicerParameterName``
+property; ``model`` is the one field kept in sync by the Widget instead, because its choices (the
+registry and the imported models) are only known at run time.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import slicer
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+
+CONTRASTS = ("T1", "T1Gd", "T2", "PD", "FLAIR")
+NO_SECOND = "(none)"
+DEVICES = ("auto", "cpu", "cuda:0", "cuda:1", "cuda:2", "cuda:3")
+
+
+@parameterNodeWrapper
+class MRSynthParameterNode:
+    inputT1: slicer.vtkMRMLScalarVolumeNode
+    inputT1Gd: slicer.vtkMRMLScalarVolumeNode
+    inputT2: slicer.vtkMRMLScalarVolumeNode
+    inputPD: slicer.vtkMRMLScalarVolumeNode
+    inputFLAIR: slicer.vtkMRMLScalarVolumeNode
+    target: Annotated[str, Choice(list(CONTRASTS))] = "FLAIR"
+    referenceVolume: slicer.vtkMRMLScalarVolumeNode
+    secondTarget: Annotated[str, Choice([NO_SECOND, *CONTRASTS])] = NO_SECOND
+    styleAlpha: Annotated[float, WithinRange(0, 1)] = 0.0
+    matchHistogram: bool = False
+    livePreview: bool = False
+    outputVolume: slicer.vtkMRMLScalarVolumeNode
+    maskVolume: slicer.vtkMRMLScalarVolumeNode
+    batchSize: Annotated[int, WithinRange(1, 64)] = 8
+    registerInputs: bool = False
+    calibrateIntensities: bool = True
+    model: str = ""  # model id or imported card path; "" = the default model (synced by the Widget)
+    device: Annotated[str, Choice(list(DEVICES))] = "auto"
+
+    def inputs(self) -> dict:
+        """Contrast → selected node, for the contrasts that have one (in CONTRASTS order)."""
+        return {c: getattr(self, f"input{c}") for c in CONTRASTS if getattr(self, f"input{c}") is not None}

@@ -1,0 +1,154 @@
+"""Loads ``MRSynth/MRSynth.py`` on a real, fresh MRML scene with only Slicer's GUI process imitated
+(see ``slicer_gui_fakes``), and builds its Widget the way Slicer does (``__init__`` then ``setup``)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+import slicer_gui_fakes as fakes
+
+
+class Timer:
+    """qt.QTimer that the test fires by hand (``fire``); ``active`` tells whether it would fire."""
+
+    def __init__(self) -> None:
+        self.timeout, self.active, self.single, self.interval, self.starts = fakes.Signal(), False, False, 0, 0
+
+    def setInterval(self, ms: int) -> None:
+        self.interval = ms
+
+    def setSingleShot(self, single: bool) -> None:
+        self.single = single
+
+    def start(self) -> None:
+        self.active, self.starts = True, self.starts + 1
+
+    def stop(self) -> None:
+        self.active = False
+
+    def isActive(self) -> bool:
+        return self.active
+
+    def fire(self) -> None:
+        assert self.active, "fired a timer that is not running"
+        self.active = not self.single
+        self.timeout.emit()
+
+
+class Gui:
+    """What the user sees besides the panel: dialogs shown, the file the next file dialog returns."""
+
+    def __init__(self) -> None:
+        self.dialogs: list[tuple[str, str]] = []
+        self.confirm = True
+        self.open_file = ""
+        self.layers: list = []
+
+    def record(self, kind: str, result=None):
+        return lambda text, *a, **k: (self.dialogs.append((kind, text)), result)[1]
+
+
+def _fake_qt(gui: Gui) -> types.ModuleType:
+    qt = types.ModuleType("qt")
+    qt.QTimer = Timer
+    qt.Qt = types.SimpleNamespace(WaitCursor=3)
+    qt.QUrl = types.SimpleNamespace(fromLocalFile=lambda p: p)
+    qt.QDesktopServices = types.SimpleNamespace(openUrl=lambda url: True)
+    qt.QFileDialog = types.SimpleNamespace(getOpenFileName=lambda *a: gui.open_file)
+    return qt
+
+
+def _fake_scripted_module(module_dir: Path) -> types.ModuleType:
+    import slicer
+
+    slm = types.ModuleType("slm")
+
+    class Base:
+        def __init__(self, *args, **kwargs) -> None:
+            pass
+
+    class Widget(Base):
+        def __init__(self, parent=None) -> None:
+            self.parent = parent or types.SimpleNamespace(isEntered=True)
+            self.layout = types.SimpleNamespace(addWidget=lambda w: None)
+
+        def setup(self) -> None:
+            pass
+
+        def resourcePath(self, relative: str) -> str:
+            return str(module_dir / "Resources" / relative)
+
+    class Logic(Base):
+        def getParameterNode(self):
+            """The scene's one parameter node of the module (created on first use), as Slicer does."""
+            scene = slicer.mrmlScene
+            nodes = scene.GetNodesByClass("vtkMRMLScriptedModuleNode")
+            for i in range(nodes.GetNumberOfItems()):
+                if nodes.GetItemAsObject(i).GetAttribute("ModuleName") == "MRSynth":
+                    return nodes.GetItemAsObject(i)
+            node = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode", "MRSynth")
+            node.SetAttribute("ModuleName", "MRSynth")
+            return node
+
+    for name in ("ScriptedLoadableModule", "ScriptedLoadableModuleTest"):
+        setattr(slm, name, type(name, (Base,), {}))
+    slm.ScriptedLoadableModuleWidget, slm.ScriptedLoadableModuleLogic = Widget, Logic
+    return slm
+
+
+def load_module(monkeypatch, tmp_path):
+    """(MRSynth module, slicer, Gui): MRSynth.py imported afresh against a new real scene."""
+    import slicer
+    import slicer.util
+
+    gui = Gui()
+    pnw = types.ModuleType("pnw")
+    pnw.parameterNodeWrapper, pnw.Choice, pnw.WithinRange = (fakes.parameterNodeWrapper, fakes.Choice,
+                                                              fakes.WithinRange)
+    for name, mod in {"qt": _fake_qt(gui), "slicer.ScriptedLoadableModule": _fake_scripted_module(fakes.MODULE.parent),
+                      "slicer.parameterNodeWrapper": pnw}.items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    for name in [n for n in sys.modules if n.startswith("MRSynthSlicerLib")]:
+        monkeypatch.delitem(sys.modules, name)  # re-imported against these fakes
+    scene = slicer.vtkMRMLScene()
+    red = scene.AddNewNodeByClass("vtkMRMLSliceNode", "Red")
+    red.SetLayoutName("Red")
+    layout = types.SimpleNamespace(sliceWidget=lambda name: types.SimpleNamespace(mrmlSliceNode=lambda: red)
+                                   if name == "Red" else None)
+    app = types.SimpleNamespace(layoutManager=lambda: layout, testingEnabled=lambda: False,
+                                setOverrideCursor=lambda c: None, restoreOverrideCursor=lambda: None)
+    monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
+    monkeypatch.setattr(slicer, "app", app, raising=False)
+    for name, kind in (("warningDisplay", "warning"), ("errorDisplay", "error"), ("infoDisplay", "info")):
+        monkeypatch.setattr(slicer.util, name, gui.record(kind))
+    monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", lambda text, *a, **k: gui.confirm)
+    monkeypatch.setattr(slicer.util, "loadUI", lambda path: fakes.Widget("MRSynth"))
+    monkeypatch.setattr(slicer.util, "childWidgetVariables", lambda root: fakes.ui_widgets())
+    monkeypatch.setattr(slicer.util, "setSliceViewerLayers", lambda **kw: gui.layers.append(kw))
+    monkeypatch.syspath_prepend(str(fakes.MODULE.parent))
+    monkeypatch.setenv("MRSYNTH_CACHE", str(tmp_path / "cache"))
+    spec = importlib.util.spec_from_file_location("MRSynth_under_test", fakes.MODULE)
+    mod = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, mod)
+    spec.loader.exec_module(mod)
+    return mod, slicer, gui
+
+
+WIDGETS: list = []  # made by make_widget; close_widgets() ends them as Slicer does on exit
+
+
+def make_widget(mod):
+    """The module's Widget after ``setup`` (Slicer creates it, then calls setup)."""
+    widget = mod.MRSynthWidget()
+    widget.setup()
+    WIDGETS.append(widget)
+    return widget
+
+
+def close_widgets() -> None:
+    """``cleanup()`` every widget made: no process left running, no observer left on a scene."""
+    while WIDGETS:
+        WIDGETS.pop().cleanup()

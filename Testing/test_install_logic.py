@@ -1,0 +1,122 @@
+"""Installing the inference dependencies inside Slicer: Slicer's installer when it has one, else
+``slicer.util.pip_install``; a declined install or a pip failure is one line, never a traceback.
+
+Slicer's installer and dialogs cannot run here: ``slicer`` is replaced by a small fake module object
+inside InstallLogic, and ``slicer.packaging`` by a fake in ``sys.modules`` (or removed).
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("slicer")
+
+from MRSynthLib.errors import MRSynthError  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+PIN = "onnxruntime==1.31.1"
+
+
+@pytest.fixture()
+def install(monkeypatch):
+    """InstallLogic's module with a fake ``slicer`` (no ``packaging`` attribute: never imported there)
+    and onnxruntime reported missing until something installs it."""
+    monkeypatch.syspath_prepend(str(ROOT / "MRSynth"))
+    module = importlib.import_module("MRSynthSlicerLib.InstallLogic")  # the package exports the class by that name
+
+    calls = types.SimpleNamespace(confirm=[], pip=[], ensure=[], answer=True, pip_error=None, installs=True)
+    missing = [PIN]
+
+    def pip_install(spec, **_kw):
+        calls.pip.append(spec)
+        if calls.pip_error:
+            raise calls.pip_error
+        if calls.installs:
+            missing.clear()
+
+    fake = types.SimpleNamespace(util=types.SimpleNamespace(
+        confirmOkCancelDisplay=lambda text, *a, **k: (calls.confirm.append(text), calls.answer)[1],
+        pip_install=pip_install))
+    monkeypatch.setattr(module, "slicer", fake)
+    monkeypatch.setattr(module.InstallLogic, "missingDependencies", staticmethod(lambda: list(missing)))
+    return module, calls, missing
+
+
+def _packaging(monkeypatch, calls, declined: bool):
+    def pip_ensure(requirements, prompt_install=True, requester=None, **_kw):
+        calls.ensure.append(([str(r) for r in requirements], prompt_install, requester))
+        if declined:
+            raise RuntimeError("User declined package installation")
+
+    monkeypatch.setitem(sys.modules, "slicer.packaging", types.SimpleNamespace(pip_ensure=pip_ensure))
+
+
+def test_slicer_installer_is_found_even_when_not_imported_as_an_attribute(install, monkeypatch):
+    module, calls, _ = install
+    _packaging(monkeypatch, calls, declined=True)
+    with pytest.raises(MRSynthError) as err:
+        module.InstallLogic().ensureDependencies(confirm=True)
+    assert calls.ensure == [([PIN], True, "MRSynth")] and not calls.pip
+    assert str(err.value) == (f"installation of {PIN} did not complete (User declined package installation); "
+                              "nothing was run")
+    assert err.value.__suppress_context__  # no pip/dialog traceback chained to it
+
+
+def test_fallback_pip_install_declined_failed_or_done(install, monkeypatch):
+    module, calls, missing = install
+    monkeypatch.setitem(sys.modules, "slicer.packaging", None)  # an older Slicer: no slicer.packaging
+    logic = module.InstallLogic()
+    calls.answer = False
+    with pytest.raises(MRSynthError, match=f"installation of {re.escape(PIN)} was declined; nothing was run"):
+        logic.ensureDependencies(confirm=True)
+    assert len(calls.confirm) == 1 and not calls.pip
+    calls.answer, calls.pip_error = True, subprocess.CalledProcessError(1, ["pip", "install", PIN])
+    with pytest.raises(MRSynthError) as err:
+        logic.ensureDependencies(confirm=True)
+    assert "did not complete (Command '['pip', 'install'" in str(err.value) and "\n" not in str(err.value)
+    calls.pip_error, calls.installs = None, False
+    with pytest.raises(MRSynthError, match="still missing after installation; restart Slicer"):
+        logic.ensureDependencies(confirm=True)
+    calls.installs = True
+    assert logic.ensureDependencies(confirm=True) is None and calls.pip[-1] == PIN and not missing
+
+
+def test_panel_reports_a_declined_install_as_one_line(monkeypatch, tmp_path, small_subject):
+    from slicer_module_harness import close_widgets, load_module, make_widget
+
+    mod, slicer, gui = load_module(monkeypatch, tmp_path)
+    for c in ("T1", "T2"):
+        node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", f"sub-01_{c}w")
+        slicer.util.updateVolumeFromArray(node, small_subject.volumes[c].array)
+    widget = make_widget(mod)
+    monkeypatch.setattr(type(widget.logic), "missingDependencies", staticmethod(lambda: [PIN]))
+    monkeypatch.setitem(sys.modules, "slicer.packaging", None)
+    gui.confirm = False
+    try:
+        widget.ui.applyButton.click()
+        assert widget.run is None
+        line = f"MRSynth needs its dependencies: installation of {PIN} was declined; nothing was run"
+        assert widget.ui.logTextEdit.lines == [line] and gui.dialogs == [("warning", line)]
+        widget.ui.livePreviewCheckBox.checked = True
+        widget.previewTimer.fire()  # the live preview turns itself off, with the same one line
+        assert not widget.ui.livePreviewCheckBox.checked and not widget._parameterNode.livePreview
+        assert widget.ui.logTextEdit.lines[-1].startswith("Live preview needs its dependencies: installation")
+    finally:
+        close_widgets()
+
+
+def test_the_pin_is_the_tested_onnxruntime_everywhere_it_is_named():
+    import onnxruntime
+
+    text = (ROOT / "MRSynth" / "MRSynthSlicerLib" / "InstallLogic.py").read_text(encoding="utf-8")
+    assert PIN == f"onnxruntime=={onnxruntime.__version__}"  # what the tests here run with
+    assert f'"onnxruntime": "{PIN}"' in text
+    assert PIN in (ROOT / "requirements-dev.txt").read_text(encoding="utf-8")
+    assert PIN in (ROOT / "README.md").read_text(encoding="utf-8")

@@ -1,0 +1,230 @@
+"""The module's Widget on a real MRML scene (slicer-core): what the panel shows and does after each action.
+
+Only Slicer's GUI process is imitated (``slicer_gui_fakes``: widgets of MRSynth.ui, qt timers fired by
+hand, dialogs recorded); volumes, the parameter node's storage and events, the Red slice node, the
+background ``mrsynth`` process and the model are real.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+pytest.importorskip("slicer")
+
+from slicer_module_harness import close_widgets, load_module, make_widget  # noqa: E402
+
+CONTRASTS = ("T1", "T1Gd", "T2", "PD", "FLAIR")
+
+
+@pytest.fixture()
+def module(monkeypatch, tmp_path):
+    yield load_module(monkeypatch, tmp_path)
+    close_widgets()
+
+
+def _add(slicer, name, volume):
+    node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+    node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(volume.affine_ras))
+    slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(volume.array, dtype=np.float32))
+    return node
+
+
+def _subject(slicer, subject):
+    return {c: _add(slicer, f"sub-01_{c}w", subject.volumes[c]) for c in ("T1", "T2")}
+
+
+def _use_model(widget, bundle, device="cpu"):
+    """Import the tiny model into the cache and pick it and the device in the panel, as a user would."""
+    widget.logic.importModel(str(bundle))
+    widget.refreshModels()
+    combo = widget.ui.modelComboBox
+    combo.currentIndex = next(i for i in range(combo.count) if combo.itemText(i) == "tiny-test (imported)")
+    widget.ui.deviceComboBox.setCurrentText(device)
+
+
+def _target_enabled(ui) -> dict:
+    return {ui.targetComboBox.itemText(r): ui.targetComboBox.model().item(r).enabled
+            for r in range(ui.targetComboBox.count)}
+
+
+def test_panel_follows_each_selection_at_once(module, small_subject):
+    """The panel redraws from the parameter node's ModifiedEvent, so a selection is never one behind."""
+    mod, slicer, _ = module
+    a, b = (_add(slicer, name, small_subject.volumes["T1"]) for name in ("volume A", "volume B"))
+    widget = make_widget(mod)
+    ui, p = widget.ui, widget._parameterNode
+    assert not p.inputs() and not ui.applyButton.enabled  # nothing auto-filled from these names
+    ui.inputT1Selector.setCurrentNode(a)
+    assert p.inputT1 is a and ui.applyButton.enabled and ui.applyButton.toolTip == "Synthesize FLAIR"
+    assert _target_enabled(ui) == {"T1": False, "T1Gd": True, "T2": True, "PD": True, "FLAIR": True}
+    ui.targetComboBox.setCurrentText("T1")
+    assert p.target == "T1" and not ui.applyButton.enabled
+    ui.targetComboBox.setCurrentText("T1Gd")
+    assert ui.applyButton.enabled and ui.gadoliniumNoteLabel.visible
+    assert not ui.matchHistogramCheckBox.enabled and ui.secondTargetComboBox.enabled
+    ui.referenceSelector.setCurrentNode(b)
+    assert ui.matchHistogramCheckBox.enabled and not ui.secondTargetComboBox.enabled
+    ui.referenceSelector.setCurrentNode(None)
+    assert not ui.matchHistogramCheckBox.enabled and ui.secondTargetComboBox.enabled
+    p.inputT1 = None  # from the console: the panel follows too
+    assert ui.inputT1Selector.currentNode() is None and not ui.applyButton.enabled
+    ui.deviceComboBox.setCurrentText("cuda:1")  # CPU-only onnxruntime here: the warning shows at once
+    assert p.device == "cuda:1" and ui.deviceWarningLabel.visible and "CUDA" in ui.deviceWarningLabel.text
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "already has observer" / "does not have observer"
+        widget.exit()
+        widget.exit()
+        widget.enter()
+        widget.enter()
+    ui.inputT2Selector.setCurrentNode(b)  # bound again, once
+    assert widget._parameterNode.inputT2 is b and ui.applyButton.enabled
+
+
+def test_output_set_to_an_input_is_refused_with_one_line(module, small_subject):
+    mod, slicer, gui = module
+    nodes = _subject(slicer, small_subject)
+    before = slicer.util.arrayFromVolume(nodes["T2"]).copy()
+    widget = make_widget(mod)
+    assert widget._parameterNode.inputs() == nodes  # auto-filled from the names
+    count = slicer.mrmlScene.GetNumberOfNodes()
+    widget.ui.outputSelector.setCurrentNode(nodes["T2"])
+    widget.ui.applyButton.click()
+    assert widget.run is None and not widget.pollTimer.active
+    [line] = widget.ui.logTextEdit.lines
+    assert line.startswith("MRSynth could not start: the output 'sub-01_T2w' is the T2 volume")
+    assert gui.dialogs == [("warning", line)]  # a warning, no traceback dialog
+    assert slicer.mrmlScene.GetNumberOfNodes() == count
+    assert np.array_equal(slicer.util.arrayFromVolume(nodes["T2"]), before)
+
+
+def test_an_unexpected_error_keeps_slicers_error_display(module, small_subject, monkeypatch):
+    """Only bugs get Slicer's error dialog (with the traceback in its details) and propagate."""
+    mod, slicer, gui = module
+    _subject(slicer, small_subject)
+    widget = make_widget(mod)
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(widget.logic, "startBackground", broken)
+    with pytest.raises(ValueError, match="a bug"):
+        widget.ui.applyButton.click()
+    assert gui.dialogs == [("error", "MRSynth could not start: unexpected error.\n\na bug")]
+    assert widget.run is None and not widget.pollTimer.active
+
+
+def test_background_run_writes_what_was_asked_when_apply_was_pressed(module, small_subject, tiny_bundle):
+    mod, slicer, gui = module
+    nodes = _subject(slicer, small_subject)
+    before = slicer.util.arrayFromVolume(nodes["T2"]).copy()
+    widget = make_widget(mod)
+    _use_model(widget, tiny_bundle)
+    ui, p = widget.ui, widget._parameterNode
+    ui.applyButton.click()
+    run = widget.run
+    workdir = run.workdir
+    assert run is not None and os.path.isdir(workdir) and widget.pollTimer.active and ui.applyButton.text == "Cancel" and ui.applyButton.enabled
+    frozen = [*(widget.inputSelector(c) for c in CONTRASTS), ui.targetComboBox, ui.referenceSelector,
+              ui.secondTargetComboBox, ui.outputSelector, ui.maskSelector, ui.autoFillButton]
+    assert not any(w.enabled for w in frozen)
+    p.inputT1, p.inputT2, p.outputVolume = None, None, nodes["T2"]  # changed from the console meanwhile
+    assert run.process.wait(timeout=120).state == "finished"
+    widget.pollTimer.fire()
+    out = p.outputVolume
+    assert out is not nodes["T2"] and out.GetName() == "sub-01_T1w FLAIR (synthetic)"
+    assert out.GetAttribute("MRSynth.Model") == "tiny-test" and out.GetAttribute("MRSynth.Synthetic") == "1"
+    assert slicer.util.arrayFromVolume(out).shape == slicer.util.arrayFromVolume(nodes["T1"]).shape
+    assert np.array_equal(slicer.util.arrayFromVolume(nodes["T2"]), before)
+    assert widget.run is None and not widget.pollTimer.active and not os.path.exists(workdir)
+    assert all(w.enabled for w in frozen if w is not ui.secondTargetComboBox) and ui.applyButton.text == "Apply"
+    assert ui.logTextEdit.lines[-1].startswith("Done: 'sub-01_T1w FLAIR (synthetic)'") and not gui.dialogs
+    assert gui.layers[-1]["background"] is out
+
+
+def test_a_failed_run_is_one_line_and_a_warning(module, small_subject):
+    mod, slicer, gui = module
+    _subject(slicer, small_subject)
+    widget = make_widget(mod)
+    widget._parameterNode.model = "/nowhere/missing-model.json"
+    widget._parameterNode.device = "cpu"
+    widget.ui.applyButton.click()
+    assert widget.run.process.wait(timeout=120).state == "failed"
+    widget.pollTimer.fire()
+    line = widget.ui.logTextEdit.lines[-1]
+    assert line.startswith("MRSynth failed: ") and "missing-model.json" in line and "Traceback" not in line
+    assert gui.dialogs == [("warning", line)] and widget.run is None
+
+
+def test_scene_close_and_cleanup_cancel_the_run(module, small_subject, tiny_bundle):
+    mod, slicer, _ = module
+    _subject(slicer, small_subject)
+    widget = make_widget(mod)
+    _use_model(widget, tiny_bundle)
+    widget.ui.applyButton.click()
+    run = widget.run
+    workdir = run.workdir
+    slicer.mrmlScene.InvokeEvent(slicer.vtkMRMLScene.StartCloseEvent)
+    assert widget.run is None and run.process.poll().state == "cancelled" and not os.path.exists(workdir)
+    assert not widget.pollTimer.active and widget.ui.logTextEdit.lines[-1].startswith("Cancelled: the scene was closed")
+    slicer.mrmlScene.InvokeEvent(slicer.vtkMRMLScene.EndCloseEvent)  # the panel binds to the scene again
+    widget.ui.applyButton.click()
+    run = widget.run
+    workdir = run.workdir
+    widget.cleanup()  # module reload / Slicer exit
+    assert run.process.poll().state == "cancelled" and not os.path.exists(workdir)
+    assert not widget.pollTimer.active and not widget.previewTimer.active and not widget.Observations
+
+
+def test_model_and_device_are_restored_from_the_parameter_node(module, small_subject, tiny_bundle):
+    mod, slicer, _ = module
+    _subject(slicer, small_subject)
+    widget = make_widget(mod)
+    assert [widget.ui.deviceComboBox.itemText(i) for i in range(2)] == ["auto", "cpu"]
+    _use_model(widget, tiny_bundle)
+    p = widget._parameterNode
+    assert p.model.endswith("tiny-test.json") and p.device == "cpu"
+    widget.refreshModels()  # refilling the box keeps the choice
+    assert p.model.endswith("tiny-test.json")
+    again = make_widget(mod)  # a new panel on the same scene (e.g. after loading the saved scene)
+    assert again.ui.modelComboBox.currentData == p.model and again.ui.deviceComboBox.currentText == "cpu"
+    assert again.options()["model"] == p.model and again.options()["device"] == "cpu"
+    again.logic.clearCache()
+    again.refreshModels()  # the saved model is gone: the default, with a line saying so
+    assert p.model == "" and again.ui.modelComboBox.currentText == "default"
+    assert "is not available here; using the default" in again.ui.logTextEdit.lines[-1]
+
+
+def test_live_preview_follows_the_red_view(module, small_subject, tiny_bundle):
+    mod, slicer, _ = module
+    nodes = _subject(slicer, small_subject)
+    widget = make_widget(mod)
+    _use_model(widget, tiny_bundle)
+    red = widget.redSliceNode()
+    t1 = small_subject.volumes["T1"]
+    centre = t1.affine_ras @ np.r_[np.array(t1.size_ijk) / 2, 1]
+
+    def move_red(ras):
+        m = red.GetSliceToRAS()
+        for r in range(3):
+            m.SetElement(r, 3, ras[r])
+        red.UpdateMatrices()
+
+    move_red(centre[:3])
+    assert not widget.previewTimer.active  # live preview is off
+    widget.ui.livePreviewCheckBox.checked = True
+    widget.previewTimer.fire()
+    out = widget._parameterNode.outputVolume
+    first = slicer.util.arrayFromVolume(out).copy()
+    assert out is not None and first.any() and out is not nodes["T1"]
+    red.SetFieldOfView(300.0, 300.0, 1.0)  # zooming leaves the slice where it is: no new preview
+    assert not widget.previewTimer.active
+    move_red(centre[:3] + np.array([0.0, 0.0, 8.0]))  # scroll the Red view
+    assert widget.previewTimer.active
+    widget.previewTimer.fire()
+    second = slicer.util.arrayFromVolume(out)
+    changed = second != first
+    assert changed.any() and not first[changed].any()  # a new slice was drawn where there was none
