@@ -1,7 +1,7 @@
 """``mrsynth``: synthesize, evaluate, demo and list models from the command line.
 
 Errors the user can fix print one line (``mrsynth: error: <file>: <problem>``) and exit with 2;
-nothing is written on error.
+nothing is written on error. Operating-system errors (permissions, full disk) are reported the same way.
 """
 
 from __future__ import annotations
@@ -46,6 +46,52 @@ def _parse_inputs(items: list[str]) -> dict[str, str]:
     return out
 
 
+def _check_output(out: Path, force: bool, sources: list[str]) -> None:
+    """Everything about the output that can be known before the run, so a run is never wasted on an
+    output that cannot be written: extension, not an input (nor an input's .raw), not a folder,
+    existing only with --force, and a parent folder that exists and is writable."""
+    from .io import data_file_candidates, written_files  # noqa: PLC0415
+
+    targets = {f.resolve() for f in written_files(out)}  # refuses an unsupported extension
+    for p in sources:
+        if any(f.resolve() in targets for f in data_file_candidates(p)):
+            raise MRSynthError("output path is also an input; choose another output", str(out))
+    if out.is_dir():
+        raise MRSynthError("output path is a folder; give a file name such as out.nii.gz", str(out))
+    for f in written_files(out):
+        if f.exists() and not force:
+            raise MRSynthError("output exists; pass --force to overwrite", str(f))
+    if not out.parent.is_dir():
+        raise MRSynthError("output folder does not exist", str(out.parent))
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise MRSynthError("output folder is not writable (permission denied)", str(out.parent))
+
+
+def _style_alpha(args: argparse.Namespace) -> float:
+    """--style-alpha defaults to 1 (all the way to the reference / second target) when either is given,
+    to 0 otherwise; a non-zero α with neither would be silently ignored, so it is refused."""
+    walks = bool(args.style_ref or args.style_target)
+    if args.style_alpha is None:
+        return 1.0 if walks else 0.0
+    if not walks and args.style_alpha != 0.0:
+        raise MRSynthError("--style-alpha needs --style-ref or --style-target (α walks from the target's "
+                           "mean style towards one of them)")
+    if not 0.0 <= args.style_alpha <= 1.0:
+        raise MRSynthError(f"--style-alpha must lie in [0, 1], got {args.style_alpha}")
+    return args.style_alpha
+
+
+def _check_amp(args: argparse.Namespace, device: str | None = None) -> None:
+    """AMP exists only in the torch backend on CUDA; asking for it elsewhere is said, not ignored."""
+    if not args.amp:
+        return
+    if args.backend != "torch":
+        raise MRSynthError("--amp needs --backend torch on a CUDA device (onnxruntime runs in full precision)")
+    where = device or args.device
+    if where != "auto" and not where.startswith("cuda"):
+        raise MRSynthError(f"--amp works on CUDA only; this run is on {where} (drop --amp or use --device cuda)")
+
+
 def cmd_synthesize(args: argparse.Namespace) -> int:
     from .contrasts import canonical  # noqa: PLC0415
     from .io import read_volume, write_volume  # noqa: PLC0415
@@ -56,26 +102,22 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     out = Path(args.output)
     # checks that need no image reading come first, so nothing heavy runs for a bad request
     check_request(dict.fromkeys(paths, None), target)
-    resolved_out = out.resolve()
-    for p in [*paths.values(), args.mask, args.style_ref]:
-        if p and Path(p).resolve() == resolved_out:
-            raise MRSynthError("output path is also an input; choose another output", str(out))
-    if out.exists() and not args.force:
-        raise MRSynthError("output exists; pass --force to overwrite", str(out))
-    if not out.parent.exists():
-        raise MRSynthError("output folder does not exist", str(out.parent))
+    _check_output(out, args.force, [p for p in (*paths.values(), args.mask, args.style_ref) if p])
+    alpha = _style_alpha(args)
+    _check_amp(args)
     from .backends import check_engine  # noqa: PLC0415
     from .registry import backend_roles, load_backend, resolve_model  # noqa: PLC0415
 
     bundle = resolve_model(args.model, roles=backend_roles(args.backend))
-    engine = load_backend(bundle, backend=args.backend, device=args.device)
+    engine = load_backend(bundle, backend=args.backend, device=args.device, amp=args.amp)
+    _check_amp(args, str(engine.device))
     check_engine(engine, list(paths), target, style_ref=bool(args.style_ref) and not args.match_histogram,
                  second_target=args.style_target)
     inputs = {c: read_volume(p) for c, p in paths.items()}
     mask = read_volume(args.mask) if args.mask else None
     ref = read_volume(args.style_ref) if args.style_ref else None
     progress = None if args.quiet else _tqdm_progress(f"{target} ({engine.name}/{engine.device})")
-    result = synthesize(inputs, target, mask=mask, style_reference=ref, style_alpha=args.style_alpha,
+    result = synthesize(inputs, target, mask=mask, style_reference=ref, style_alpha=alpha,
                         second_target=args.style_target, register=args.register, n4=args.n4, plane=args.plane,
                         batch_size=args.batch_size, progress=progress, engine=engine,
                         match_histogram=args.match_histogram, calibrate=not args.no_calibrate)
@@ -90,17 +132,46 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     return 0
 
 
+GRID_TOL = 1e-3
+"""Largest spacing/origin difference (mm) and direction-cosine difference for 'the same grid'."""
+
+
+def grid_mismatch(vol, truth, tol: float = GRID_TOL) -> str | None:
+    """What differs between two voxel grids (shape, spacing, origin, direction), or None: voxel-wise
+    metrics between volumes on different grids compare different points of the head."""
+    import numpy as np  # noqa: PLC0415
+
+    if vol.array.shape != truth.array.shape:
+        return f"grid {vol.array.shape} differs from the truth's {truth.array.shape}"
+    for what, a, b in (("spacing", vol.spacing, truth.spacing), ("origin", vol.origin, truth.origin),
+                       ("direction", vol.direction, truth.direction)):
+        if not np.allclose(a, b, atol=tol):
+            fmt = lambda x: ", ".join(f"{v:.4g}" for v in np.ravel(x))  # noqa: E731
+            return f"grid {what} ({fmt(a)}) differs from the truth's ({fmt(b)}); resample it onto the truth's grid"
+    return None
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Metrics as strict JSON: an infinite PSNR (identical volumes) is printed as null."""
+    import math  # noqa: PLC0415
+
     from .evaluation import evaluate_arrays  # noqa: PLC0415
     from .io import read_volume  # noqa: PLC0415
 
     pred, truth = read_volume(args.pred), read_volume(args.truth)
-    if pred.array.shape != truth.array.shape:
-        raise MRSynthError(f"grid {pred.array.shape} differs from the truth's {truth.array.shape}", args.pred)
-    mask = read_volume(args.mask).array > 0.5 if args.mask else None
-    if mask is not None and mask.shape != truth.array.shape:
-        raise MRSynthError("mask grid differs from the truth's", args.mask)
-    print(json.dumps(evaluate_arrays(pred.array, truth.array, mask, mutual_information=args.mi), indent=2))
+    problem = grid_mismatch(pred, truth)
+    if problem:
+        raise MRSynthError(problem, args.pred)
+    mask = None
+    if args.mask:
+        mask_vol = read_volume(args.mask)
+        problem = grid_mismatch(mask_vol, truth)
+        if problem:
+            raise MRSynthError(problem.replace("grid", "mask grid", 1), args.mask)
+        mask = mask_vol.array > 0.5
+    metrics = evaluate_arrays(pred.array, truth.array, mask, mutual_information=args.mi)
+    metrics = {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in metrics.items()}
+    print(json.dumps(metrics, indent=2, allow_nan=False))
     return 0
 
 
@@ -136,13 +207,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mask", default=None, help="brain mask (default: derived from the inputs)")
     s.add_argument("--style-ref", default=None, help="reference volume whose protocol look to borrow")
     s.add_argument("--style-target", default=None, help="second contrast: α walks between two mean styles")
-    s.add_argument("--style-alpha", type=float, default=0.0, help="0 = mean style of the target, 1 = reference")
+    s.add_argument("--style-alpha", type=float, default=None,
+                   help="0 = mean style of the target, 1 = reference / --style-target (default: 1 when either "
+                   "is given; a non-zero α without them is refused)")
     s.add_argument("--match-histogram", action="store_true",
                    help="also map the output's intensity histogram onto the reference's (strength --style-alpha)")
     s.add_argument("--no-calibrate", action="store_true",
                    help="keep the generator's intensity look (default: calibrated to the inputs' tone curve)")
     s.add_argument("--register", action="store_true", help="rigidly register inputs to the first one")
     s.add_argument("--n4", action="store_true", help="N4 bias-field correction before normalization")
+    s.add_argument("--amp", action="store_true", help="mixed precision (torch backend on CUDA only)")
     s.add_argument("--plane", default="axial", choices=("axial", "coronal", "sagittal"))
     s.add_argument("--batch-size", type=int, default=8)
     s.add_argument("--force", action="store_true", help="overwrite an existing output")
@@ -153,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--truth", required=True)
     e.add_argument("--mask", default=None)
     e.add_argument("--mi", action="store_true", help="also normalized mutual information")
+    e.epilog = "PSNR is null when prediction and truth are identical (infinite PSNR; JSON has no Infinity)."
     e.set_defaults(func=cmd_evaluate)
     d = sub.add_parser("demo", help="simulate a subject, synthesize its FLAIR, write NIfTI + montage + metrics")
     d.add_argument("--out", default="demo_out")
@@ -176,9 +251,36 @@ def main(argv: list[str] | None = None) -> int:
     except MRSynthError as exc:
         print(f"mrsynth: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # what no check can foresee (disk full, a folder made read-only mid-run)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"mrsynth: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("mrsynth: cancelled", file=sys.stderr)
         return 130
+
+
+TRAIN_DEPENDENCIES = (("torch", "torch"), ("yaml", "pyyaml"), ("onnx", "onnx"), ("nilearn", "nilearn"))
+
+
+def train_main() -> int:
+    """``mrsynth-train`` entry point: one line naming the ``train`` extra instead of an ImportError
+    traceback when ``pip install .`` left out the training dependencies; then the training CLI."""
+    import importlib.util  # noqa: PLC0415
+
+    def present(module: str) -> bool:
+        try:
+            return importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            return False
+
+    missing = [package for module, package in TRAIN_DEPENDENCIES if not present(module)]
+    if missing:
+        print(f"mrsynth-train: error: needs {', '.join(missing)}: pip install 'mrsynth[train]'", file=sys.stderr)
+        return 2
+    from mrsynth_train.cli import main as train  # noqa: PLC0415 - the launcher only; the engine never imports it
+
+    return train()
 
 
 if __name__ == "__main__":

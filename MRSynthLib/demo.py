@@ -28,8 +28,8 @@ DEMO_TARGET = "FLAIR"
 def run_demo(out: Path, seed: int = 7, backend: str = "onnx", device: str = "auto", quiet: bool = False,
              shape: tuple[int, int, int] = (144, 176, 144)) -> dict:
     """Simulate → write inputs and truth → synthesize FLAIR → write synthetic, montage, metrics."""
+    subject = simulate_subject(seed, shape=shape, lesion=True)  # first: a missing nilearn leaves no folder
     out.mkdir(parents=True, exist_ok=True)
-    subject = simulate_subject(seed, shape=shape, lesion=True)
     for name, vol in subject.volumes.items():
         tag = "truth" if name == DEMO_TARGET else ("input" if name in DEMO_INPUTS else "notused")
         write_volume(vol, out / f"sim_{name}_{tag}.nii.gz", overwrite=True)

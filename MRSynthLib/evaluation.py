@@ -5,9 +5,12 @@
    clipped to [0, 1] (so a global intensity scale never counts as an error).
 3. MAE and PSNR (data range 1) over the voxels inside the mask.
 4. SSIM in 3D with a Gaussian window (σ = 1.5, no sample-covariance correction, data range 1),
-   the SSIM map averaged inside the mask.
+   the SSIM map averaged inside the mask. The window is 11 voxels wide (scikit-image: 2·⌈3.5σ⌉+1), so a
+   volume under 11 voxels along any axis is refused rather than scored with a smaller window: numbers
+   from a different window would not be comparable with the rest.
 5. Optionally normalized mutual information (Studholme) inside the mask.
-SSIM, PSNR and NMI come from scikit-image, not from hand-written formulas.
+SSIM, PSNR and NMI come from scikit-image, not from hand-written formulas. PSNR is ``inf`` when the two
+normalized volumes agree exactly inside the mask (the CLI prints it as JSON ``null``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ import numpy as np
 
 from .errors import MRSynthError
 from .preprocess import derive_mask, normalize
+
+SSIM_SIGMA = 1.5
+SSIM_WINDOW = 2 * int(3.5 * SSIM_SIGMA + 0.5) + 1  # 11: scikit-image's Gaussian window for σ = 1.5
 
 
 def evaluate_arrays(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray | None = None,
@@ -29,6 +35,9 @@ def evaluate_arrays(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray | None
 
     if pred.shape != truth.shape:
         raise MRSynthError(f"prediction shape {pred.shape} differs from truth shape {truth.shape}")
+    if truth.ndim != 3 or min(truth.shape) < SSIM_WINDOW:
+        raise MRSynthError(f"volume of shape {truth.shape} is too small for the protocol's 3D SSIM "
+                           f"(needs at least {SSIM_WINDOW} voxels along every axis)")
     m = derive_mask([truth]) if mask is None else mask.astype(bool)
     if not m.any():
         raise MRSynthError("the evaluation mask is empty")
@@ -36,7 +45,7 @@ def evaluate_arrays(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray | None
     t = normalize(truth, m).astype(np.float64)
     mae = float(np.abs(p[m] - t[m]).mean())
     psnr = float(peak_signal_noise_ratio(t[m], p[m], data_range=1.0)) if mae > 0 else float("inf")
-    _, ssim_map = structural_similarity(t, p, data_range=1.0, gaussian_weights=True, sigma=1.5,
+    _, ssim_map = structural_similarity(t, p, data_range=1.0, gaussian_weights=True, sigma=SSIM_SIGMA,
                                         use_sample_covariance=False, full=True)
     out = {"MAE": mae, "PSNR": psnr, "SSIM": float(ssim_map[m].mean()), "voxels": int(m.sum())}
     if mutual_information:

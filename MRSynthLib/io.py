@@ -1,12 +1,15 @@
 """Read and write volumes (NIfTI, NRRD, MHA/MHD, DICOM series folders) with exact geometry.
 
 Every read is validated (3D, finite, not empty) and every write is atomic: a temporary file
-in the destination folder, then ``os.replace``, so a crash never leaves half an image.
+in the destination folder, then ``os.replace``, so a crash never leaves half an image. Header + data
+formats (.mhd, .nhdr) are written under their final names in a temporary folder beside the destination,
+then moved data file first, header last, so a header never names a missing or temp-named file.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +21,8 @@ from .errors import MRSynthError
 from .volume import Volume
 
 _EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+_HEADER_ONLY = (".mhd", ".nhdr")  # ITK writes the voxels to <stem>.raw beside the header
+_DATA_SUFFIXES = (".raw", ".zraw", ".raw.gz")
 
 
 def _sitk():
@@ -50,15 +55,22 @@ def volume_to_sitk(volume: Volume):
 
 
 def _read_dicom_folder(folder: Path):
+    """ITK's GDCM scan prints WARNING blocks for folders without a series; the user gets our one line
+    instead, so ITK's global warning display is off while it scans (and restored after)."""
     sitk = _sitk()
     reader = sitk.ImageSeriesReader()
-    series = reader.GetGDCMSeriesIDs(str(folder))
-    if not series:
-        raise MRSynthError("folder holds no DICOM series", str(folder))
-    if len(series) > 1:
-        raise MRSynthError(f"folder holds {len(series)} DICOM series; point to one series folder", str(folder))
-    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder), series[0]))
-    return reader.Execute()
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        series = reader.GetGDCMSeriesIDs(str(folder))
+        if not series:
+            raise MRSynthError("folder holds no DICOM series", str(folder))
+        if len(series) > 1:
+            raise MRSynthError(f"folder holds {len(series)} DICOM series; point to one series folder", str(folder))
+        reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder), series[0]))
+        return reader.Execute()
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 
 
 def read_volume(path: str | os.PathLike, check_content: bool = True) -> Volume:
@@ -66,13 +78,17 @@ def read_volume(path: str | os.PathLike, check_content: bool = True) -> Volume:
     p = Path(path)
     if not p.exists():
         raise MRSynthError("file not found", str(p))
+    if not os.access(p, os.R_OK | (os.X_OK if p.is_dir() else 0)):
+        raise MRSynthError("permission denied (cannot read it)", str(p))
     sitk = _sitk()
-    nifti = None
+    nifti, image = None, None
     try:
         if p.is_dir():
             image = _read_dicom_folder(p)
         elif p.name.lower().endswith((".nii", ".nii.gz")):
             (dim, size, comps), nifti = _read_nifti(p)
+            if nifti is None and dim == 3 and comps == 1:  # a layout nibabel and ITK disagree on: ITK decides
+                image = sitk.ReadImage(str(p))
         else:
             image = sitk.ReadImage(str(p))
     except MRSynthError:
@@ -80,7 +96,7 @@ def read_volume(path: str | os.PathLike, check_content: bool = True) -> Volume:
     except Exception as exc:  # SimpleITK/nibabel raise with multi-line texts
         first = str(exc).strip().splitlines()[-1][:160] if str(exc).strip() else type(exc).__name__
         raise MRSynthError(f"cannot read image (corrupt, truncated or unsupported format): {first}", str(p)) from None
-    if nifti is None and not p.name.lower().endswith((".nii", ".nii.gz")):
+    if image is not None:
         dim, size, comps = image.GetDimension(), image.GetSize(), image.GetNumberOfComponentsPerPixel()
     if comps != 1:
         raise MRSynthError("is a multi-component (vector/RGB) image; a scalar 3D volume is needed", str(p))
@@ -113,6 +129,8 @@ def _read_nifti(p: Path):
     info = (reader.GetDimension(), reader.GetSize(), reader.GetNumberOfComponents())
     img = nib.load(str(p))
     data = np.asanyarray(img.dataobj)
+    if data.ndim > 3 and info[0] == 3 and all(n == 1 for n in data.shape[3:]):
+        data = data.reshape(data.shape[:3])  # (x, y, z, 1): ITK already reads it as 3D, geometry included
     if info[0] != 3 or info[2] != 1 or data.ndim != 3:
         return info, None
     array = np.ascontiguousarray(data.transpose(2, 1, 0))
@@ -120,15 +138,26 @@ def _read_nifti(p: Path):
     return info, (array, geometry)
 
 
-def check_voxels(array: np.ndarray, name: str) -> None:
+def check_voxels(array: np.ndarray, name: str, allow_empty: bool = False) -> None:
     """Refuse NaN/Inf and all-zero volumes with one line naming the file."""
     if not np.issubdtype(array.dtype, np.number):
         raise MRSynthError(f"has non-numeric voxels ({array.dtype})", name)
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         bad = int((~np.isfinite(array)).sum())
         raise MRSynthError(f"contains {bad} NaN/Inf voxels", name)
-    if not np.any(array):
+    if not allow_empty and not np.any(array):
         raise MRSynthError("is all zero (empty image)", name)
+
+
+def check_volume(volume: Volume, name: str, allow_empty: bool = False) -> None:
+    """The checks :func:`read_volume` makes, for volumes built in memory (Python API, Slicer nodes):
+    without them NaN voxels come out as NaN and a single slice is reported as 'does not overlap'."""
+    shape = volume.array.shape
+    if volume.array.ndim != 3:
+        raise MRSynthError(f"is {volume.array.ndim}D (shape {shape}); a 3D volume is needed", name)
+    if min(shape) < 2:
+        raise MRSynthError(f"is a single slice (shape {shape}), i.e. 2D; a 3D volume is needed", name)
+    check_voxels(volume.array, name, allow_empty)
 
 
 def _suffix(path: Path) -> str:
@@ -158,14 +187,56 @@ def _atomic_target(path: Path, suffix: str = ".tmp") -> Iterator[str]:
         raise
 
 
+def written_files(path: str | os.PathLike) -> list[Path]:
+    """Every file a write to ``path`` creates or replaces: the image, and for .mhd/.nhdr its data file."""
+    p = Path(path)
+    ext = _suffix(p)
+    if ext not in _HEADER_ONLY:
+        return [p]
+    return [p, p.with_name(p.name[: -len(ext)] + ".raw")]
+
+
+def data_file_candidates(path: str | os.PathLike) -> list[Path]:
+    """Files an image at ``path`` may consist of (a .mhd/.nhdr header names one of these beside it)."""
+    p = Path(path)
+    low = p.name.lower()
+    ext = next((e for e in _HEADER_ONLY if low.endswith(e)), None)
+    if ext is None:
+        return [p]
+    return [p] + [p.with_name(p.name[: -len(ext)] + d) for d in _DATA_SUFFIXES]
+
+
+def _write_header_and_data(volume: Volume, p: Path) -> None:
+    """.mhd/.nhdr: ITK names the data file after the header it writes, so both are written under their
+    final names in a temp folder beside ``p``; the data file moves first, the header last."""
+    sitk = _sitk()
+    folder = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent))
+    try:
+        header = folder / p.name
+        sitk.WriteImage(volume_to_sitk(volume), str(header), useCompression=False)
+        for f in sorted(folder.iterdir()):
+            if f != header:
+                os.replace(f, p.parent / f.name)
+        os.replace(header, p)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def write_volume(volume: Volume, path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write atomically (temp file + rename) next to the destination."""
     p = Path(path)
     ext = _suffix(p)
-    if p.exists() and not overwrite:
-        raise MRSynthError("output exists; pass --force to overwrite", str(p))
+    if p.is_dir():
+        raise MRSynthError("output path is a folder; give a file name", str(p))
+    if not overwrite:
+        for f in written_files(p):
+            if f.exists():
+                raise MRSynthError("output exists; pass --force to overwrite", str(f))
     if not p.parent.exists():
         raise MRSynthError("output folder does not exist", str(p.parent))
+    if ext in _HEADER_ONLY:
+        _write_header_and_data(volume, p)
+        return p
     sitk = _sitk()
     with _atomic_target(p, f".tmp{ext}") as tmp:
         sitk.WriteImage(volume_to_sitk(volume), tmp, useCompression=ext in (".nii.gz", ".nrrd", ".mha"))

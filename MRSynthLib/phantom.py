@@ -28,6 +28,7 @@ import numpy as np
 from scipy import ndimage
 
 from .contrasts import CONTRASTS
+from .errors import MRSynthError
 from .volume import Volume
 
 # name: (T1 ms, T2 ms, PD)
@@ -72,7 +73,12 @@ def _anatomy() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
     import nibabel as nib  # noqa: PLC0415
 
-    folder = res.files("nilearn.datasets") / "data"
+    try:
+        folder = res.files("nilearn.datasets") / "data"
+    except ImportError as exc:  # nilearn is the optional `phantom` extra
+        name = exc.name or "nilearn"
+        missing = "" if name.split(".")[0] == "nilearn" else f" ({name} is missing)"
+        raise MRSynthError(f"the phantom simulator needs nilearn{missing}: pip install 'mrsynth[phantom]'") from None
     gm_img = nib.load(str(folder / "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz"))
     wm_img = nib.load(str(folder / "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz"))
     gm = np.asarray(gm_img.dataobj, dtype=np.float32).transpose(2, 1, 0)

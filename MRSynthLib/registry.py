@@ -65,13 +65,26 @@ def list_models() -> list[dict]:
 class ModelBundle:
     card: dict
     folder: Path
+    card_path: Path | None = None  # for error messages: the card is what the user must fix
 
     def file(self, role: str) -> Path:
+        if role not in self.card["files"]:
+            raise MRSynthError(f"model card lists no '{role}' file", self.card_name)
         return self.folder / self.card["files"][role]["name"]
 
     @property
     def id(self) -> str:
         return str(self.card.get("id", self.folder.name))
+
+    @property
+    def card_name(self) -> str:
+        return str(self.card_path or self.folder / f"{self.id}.json")
+
+    def require(self, *keys: str) -> None:
+        """Refuse a card without ``keys`` with one line naming the card (not a KeyError later)."""
+        missing = [k for k in keys if k not in self.card]
+        if missing:
+            raise MRSynthError(f"model card has no {', '.join(repr(k) for k in missing)}", self.card_name)
 
 
 def _check(path: Path, expected: str) -> None:
@@ -88,21 +101,35 @@ def backend_roles(backend: str) -> tuple[str, ...] | None:
     return ("weights",) if backend == "torch" else None
 
 
-def _bundle_from_card(card_path: Path, expected: dict | None = None,
-                      roles: tuple[str, ...] | None = ()) -> ModelBundle:
+def _read_card(card_path: Path) -> dict:
+    """The card as a dict whose ``files`` entries all have a name and a SHA256; one line otherwise
+    (``--model weights.pt`` reads a binary file: not a card)."""
     try:
         card = json.loads(card_path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise MRSynthError("not a model card (binary, not JSON text); pass the card (.json), its ONNX "
+                           "file or a registered id", str(card_path)) from None
     except (OSError, json.JSONDecodeError) as exc:
         raise MRSynthError(f"unreadable model card ({exc.__class__.__name__})", str(card_path)) from None
-    if "files" not in card:
+    if not isinstance(card, dict) or not isinstance(card.get("files"), dict):
         raise MRSynthError("not a model card (no 'files')", str(card_path))
+    for role, entry in card["files"].items():
+        if not (isinstance(entry, dict) and isinstance(entry.get("name"), str)
+                and isinstance(entry.get("sha256"), str)):
+            raise MRSynthError(f"model card entry files.{role} needs a 'name' and a 'sha256'", str(card_path))
+    return card
+
+
+def _bundle_from_card(card_path: Path, expected: dict | None = None,
+                      roles: tuple[str, ...] | None = ()) -> ModelBundle:
+    card = _read_card(card_path)
     files = expected or card["files"]
     if roles is None:  # every ONNX graph of the bundle: unified, one-hot or one per direction
         roles = tuple(r for r in files if r != "weights")
     for role in roles or tuple(files):
         if role in files:
             _check(card_path.parent / files[role]["name"], files[role]["sha256"])
-    return ModelBundle(card, card_path.parent)
+    return ModelBundle(card, card_path.parent, card_path)
 
 
 def resolve_model(spec: str | None = None, roles: tuple[str, ...] | None = None) -> ModelBundle:
@@ -138,15 +165,17 @@ def resolve_model(spec: str | None = None, roles: tuple[str, ...] | None = None)
 INTERFACES = ("unified", "onehot", "pairwise")
 
 
-def _with_templates(engine, bundle: ModelBundle):
-    """Attach the card's intensity templates (``MRSynthLib.calibration``); None for older cards."""
+def _with_card_settings(engine, bundle: ModelBundle):
+    """Attach the card's intensity templates (``MRSynthLib.calibration``; None for older cards) and its
+    2.5D context (``arch.context``: neighbouring slices per side the generator expects; 0 for older cards)."""
+    engine.context = int(bundle.card.get("arch", {}).get("context", 0))
     from .calibration import parse_templates  # noqa: PLC0415
 
     raw = bundle.card.get("intensity_templates") or {}
     try:
         engine.intensity_templates = parse_templates(raw.get("contrasts"))
     except MRSynthError as exc:
-        raise MRSynthError(str(exc), str(bundle.folder / f"{bundle.id}.json")) from None
+        raise MRSynthError(str(exc), bundle.card_name) from None
     return engine
 
 
@@ -161,25 +190,30 @@ def load_backend(bundle: ModelBundle, backend: str = "onnx", device: str = "auto
     interface = bundle.card.get("interface", "unified")
     if interface not in INTERFACES:
         raise MRSynthError(f"unknown model interface '{interface}' (known: {', '.join(INTERFACES)})",
-                           str(bundle.folder / f"{bundle.id}.json"))
+                           bundle.card_name)
     if backend == "onnx":
         from .backends.onnx_backend import OnnxBackend, PairwiseOnnxBackend  # noqa: PLC0415
 
-        mean_styles = np.asarray(bundle.card["mean_styles"], dtype=np.float32)
+        bundle.require("mean_styles")
+        try:
+            mean_styles = np.asarray(bundle.card["mean_styles"], dtype=np.float32)
+        except (TypeError, ValueError):
+            raise MRSynthError("model card 'mean_styles' is not a numeric table", bundle.card_name) from None
         if interface == "pairwise":
             graphs = {key: bundle.file(key) for key in bundle.card["files"] if "_to_" in key}
             engine = PairwiseOnnxBackend(graphs, mean_styles, device=device, model_id=bundle.id)
         else:
             style = bundle.file("style") if "style" in bundle.card["files"] else None
             engine = OnnxBackend(bundle.file("generator"), style, mean_styles, device=device, model_id=bundle.id)
-        return _with_templates(engine, bundle)
+        return _with_card_settings(engine, bundle)
     if backend == "torch" and interface != "unified":
         raise MRSynthError(f"model '{bundle.id}' ({bundle.card.get('recipe')}) is exported for onnxruntime only; "
                            "use --backend onnx")
     if backend == "torch":
         from .backends.torch_backend import TorchBackend  # noqa: PLC0415
 
+        bundle.require("arch")
         _check(bundle.file("weights"), bundle.card["files"]["weights"]["sha256"])
-        return _with_templates(TorchBackend(bundle.file("weights"), bundle.card["arch"], device=device, amp=amp),
+        return _with_card_settings(TorchBackend(bundle.file("weights"), bundle.card["arch"], device=device, amp=amp),
                                bundle)
     raise MRSynthError(f"unknown backend '{backend}' (use onnx or torch)")

@@ -16,6 +16,7 @@ from . import orientation
 from .backends import Backend, check_engine, is_out_of_memory
 from .contrasts import CONTRASTS, canonical
 from .errors import CancelledError, MRSynthError
+from .io import check_volume
 from .postprocess import output_mapping
 from .preprocess import derive_mask, n4_correct, normalize
 from .resample import align_inputs, resample_to
@@ -52,10 +53,20 @@ def check_request(inputs: dict[str, Volume], target: str) -> tuple[dict[str, Vol
     return named, tgt
 
 
+def _label(volume: Volume, role: str) -> str:
+    return volume.metadata.get("source_path") or role
+
+
 def prepare(inputs: dict[str, Volume], mask: Volume | None = None, register: bool = False,
             n4: bool = False) -> Prepared:
-    """Align to the first input, mask, bias-correct, normalize and reorient to canonical order."""
+    """Align to the first input, mask, bias-correct, normalize and reorient to canonical order.
+
+    In-memory volumes (Python API, preview) get the checks every file read gets: 3D, finite, not empty."""
     named = {canonical(k): v for k, v in inputs.items()}
+    for c, vol in named.items():
+        check_volume(vol, _label(vol, f"{c} input"))
+    if mask is not None:
+        check_volume(mask, _label(mask, "mask"), allow_empty=True)  # an empty mask has its own message below
     aligned = align_inputs(named, register=register)
     first = next(iter(aligned.values()))
     if mask is not None:
@@ -109,6 +120,8 @@ def encode_reference_style(backend: Backend, reference: Volume, plane: str = "ax
 def reference_style_or_none(backend: Backend, reference: Volume | None, plane: str = "axial") -> np.ndarray | None:
     """The reference's style code, or None without a reference or for a model without a style encoder
     (such a model can still take the reference's histogram, ``match_histogram``)."""
+    if reference is not None:
+        check_volume(reference, _label(reference, "style reference"))
     if reference is None or not getattr(backend, "has_style_encoder", True):
         return None
     return encode_reference_style(backend, reference, plane)
@@ -129,13 +142,25 @@ def style_code(backend: Backend, target: str, reference_style: np.ndarray | None
     return ((1 - alpha) * base + alpha * other).astype(np.float32)
 
 
+def neighbour_slices(stack: np.ndarray, chunk: list[int], k: int) -> np.ndarray:
+    """(N, a, b, C) slices-first stack → (n, C, 2k, a, b): for each slice z of ``chunk`` the slices
+    z−k…z−1, z+1…z+k (clamped at the volume's ends), as the 2.5D training sampler makes them."""
+    last = stack.shape[0] - 1
+    idx = [[min(max(z + d, 0), last) for d in (*range(-k, 0), *range(1, k + 1))] for z in chunk]
+    return np.moveaxis(stack[np.asarray(idx)], -1, 1)  # (n, 2k, a, b, C) → (n, C, 2k, a, b)
+
+
 def run_slices(backend: Backend, prepared: Prepared, style: np.ndarray, plane: str = "axial",
                batch_size: int = 8, progress: Progress | None = None, indices: list[int] | None = None) -> np.ndarray:
     """Run the generator over brain slices; returns the canonical output volume (zeros elsewhere).
 
     Halves the batch on out-of-memory; calls ``progress`` after each batch and stops (raising
-    :class:`CancelledError`) when it returns ``False``.
+    :class:`CancelledError`) when it returns ``False``. A 2.5D model (``backend.context`` k > 0) also
+    gets each slice's k neighbours on either side.
     """
+    from .nets.unified import images_with_context  # noqa: PLC0415 (numpy-only helper; no torch import)
+
+    k = int(getattr(backend, "context", 0) or 0)
     stack = orientation.slices_first(np.moveaxis(prepared.stack, 0, -1), plane)  # (N, a, b, C)
     cmask = orientation.slices_first(prepared.mask, plane)
     out = np.zeros(cmask.shape, dtype=np.float32)
@@ -146,7 +171,9 @@ def run_slices(backend: Backend, prepared: Prepared, style: np.ndarray, plane: s
     done, bs = 0, max(1, batch_size)
     while done < len(todo):
         chunk = todo[done:done + bs]
-        images, (h, w) = pad_to_multiple(np.moveaxis(stack[chunk][:, rows, cols], -1, 1))
+        centre = np.moveaxis(stack[chunk][:, rows, cols], -1, 1)
+        around = neighbour_slices(stack, chunk, k)[..., rows, cols] if k else None
+        images, (h, w) = pad_to_multiple(images_with_context(centre, around))
         n = len(chunk)
         try:
             pred = backend.generate(images, np.repeat(prepared.available[None], n, 0), np.repeat(style[None], n, 0))
@@ -175,7 +202,7 @@ def to_output_volume(canonical_out: np.ndarray, prepared: Prepared, target: str,
 
 def synthesize(inputs: dict[str, Volume], target: str, model: str | None = None, backend: str = "onnx",
                device: str = "auto", mask: Volume | None = None, style_reference: Volume | None = None,
-               style_alpha: float = 0.0, second_target: str | None = None, register: bool = False,
+               style_alpha: float | None = None, second_target: str | None = None, register: bool = False,
                n4: bool = False, plane: str = "axial", batch_size: int = 8,
                progress: Progress | None = None, engine: Backend | None = None,
                match_histogram: bool = False, calibrate: bool = True) -> Volume:
@@ -187,11 +214,15 @@ def synthesize(inputs: dict[str, Volume], target: str, model: str | None = None,
     subject, when the model card has intensity templates (:mod:`MRSynthLib.calibration`).
     ``match_histogram`` (needs ``style_reference``) also maps the output's intensity distribution onto
     the reference's with strength ``style_alpha`` (:class:`MRSynthLib.postprocess.OutputMapping`).
+    ``style_alpha`` defaults to 1 with a style reference or ``second_target`` (else 0): a reference
+    given without α should be used, not silently ignored.
     """
     from .registry import backend_roles, load_backend, resolve_model  # noqa: PLC0415
 
     named, tgt = check_request(inputs, target)
     orientation.plane_axis(plane)
+    if style_alpha is None:
+        style_alpha = 1.0 if style_reference is not None or second_target is not None else 0.0
     if match_histogram and style_reference is None:
         raise MRSynthError("histogram matching needs a style reference volume (--style-ref)")
     model_id = "in-memory"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from MRSynthLib.errors import MRSynthError
 from MRSynthLib.evaluation import evaluate_arrays, histogram_match
 
 
@@ -66,3 +67,11 @@ def test_histogram_matching_reproduces_the_reference_distribution():
     from scipy.stats import spearmanr
 
     assert spearmanr(out.ravel(), src.ravel()).statistic > 0.999  # order kept, values replaced
+
+
+def test_a_volume_smaller_than_the_ssim_window_is_refused_in_one_line():
+    """scikit-image raised a ValueError traceback; a smaller window would change the protocol."""
+    truth = np.zeros((12, 12, 10), np.float32)
+    truth[2:10, 2:10, 2:8] = 1.0
+    with pytest.raises(MRSynthError, match=r"too small for the protocol's 3D SSIM \(needs at least 11 voxels"):
+        evaluate_arrays(truth, truth, truth > 0)

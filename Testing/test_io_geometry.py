@@ -21,7 +21,7 @@ def _world_of(vol: Volume, ijk) -> np.ndarray:
     return (vol.affine_lps @ np.r_[ijk, 1.0])[:3]
 
 
-@pytest.mark.parametrize("ext", [".nii.gz", ".nrrd", ".mha", ".mhd"])
+@pytest.mark.parametrize("ext", [".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd"])
 @pytest.mark.parametrize("kind", ["identity", "oblique", "left-handed", "permuted"])
 def test_round_trip_keeps_voxels_and_world_positions(tmp_path, ext, kind):
     direction = {"identity": np.eye(3), "oblique": random_direction(1),
@@ -36,8 +36,52 @@ def test_round_trip_keeps_voxels_and_world_positions(tmp_path, ext, kind):
         assert np.allclose(ijk_back, np.round(ijk_back), atol=1e-3)
         i, j, k = np.round(ijk_back).astype(int)
         assert back.array[k, j, i] == pytest.approx(vol.array[ijk[2], ijk[1], ijk[0]], abs=1e-6)
-    if ext != ".nii.gz" or kind != "left-handed":
-        assert np.allclose(back.affine_lps, vol.affine_lps, atol=1e-4)
+    assert np.allclose(back.affine_lps, vol.affine_lps, atol=1e-4)  # left-handed NIfTI included
+    data_file = [f"v{ext.removesuffix('.mhd').removesuffix('.nhdr')}.raw"] if ext in (".mhd", ".nhdr") else []
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"v{ext}", *data_file])  # no temp files left
+
+
+@pytest.mark.parametrize("ext", [".mhd", ".nhdr"])
+def test_header_and_data_formats_name_the_final_data_file_and_overwrite_cleanly(tmp_path, ext):
+    """ITK names the data file after the header it writes: a temp-named header used to leave the final
+    header pointing at a temp-named .raw, and every --force rewrite an orphan file."""
+    first, second = _volume(np.eye(3), seed=1), _volume(np.eye(3), seed=2)
+    p = write_volume(first, tmp_path / f"out{ext}")
+    write_volume(second, p, overwrite=True)
+    assert sorted(x.name for x in tmp_path.iterdir()) == sorted([f"out{ext}", "out.raw"])
+    header = p.read_bytes().decode("latin-1")
+    assert ("ElementDataFile = out.raw" if ext == ".mhd" else "data file: out.raw") in header
+    assert np.array_equal(read_volume(p).array, second.array)
+    with pytest.raises(MRSynthError, match="exists"):  # a stray data file of that name is not clobbered
+        (tmp_path / "other.raw").write_bytes(b"someone else's")
+        write_volume(first, tmp_path / f"other{ext}")
+    assert (tmp_path / "other.raw").read_bytes() == b"someone else's"
+
+
+def test_nifti_with_a_trailing_size1_dimension_is_a_3d_volume(tmp_path):
+    """(x, y, z, 1): ITK reads 3D, nibabel 4D; this used to end in an UnboundLocalError."""
+    import nibabel as nib
+
+    data = np.random.default_rng(0).random((8, 9, 10)).astype(np.float32) + 0.1
+    affine = np.array([[0.0, 0, 2.5, 3], [-0.9, 0, 0, 4], [0, 1.1, 0, -5], [0, 0, 0, 1]])
+    nib.save(nib.Nifti1Image(data[..., None], affine), str(tmp_path / "x4.nii.gz"))
+    nib.save(nib.Nifti1Image(data, affine), str(tmp_path / "x3.nii.gz"))
+    squeezed, plain = read_volume(tmp_path / "x4.nii.gz"), read_volume(tmp_path / "x3.nii.gz")
+    assert np.array_equal(squeezed.array, data.transpose(2, 1, 0))
+    assert np.allclose(squeezed.affine_ras, affine, atol=1e-5)
+    assert np.array_equal(squeezed.affine_lps, plain.affine_lps)
+
+
+def test_in_memory_volumes_get_the_file_checks():
+    from MRSynthLib.io import check_volume
+
+    vol = _volume(np.eye(3))
+    check_volume(vol, "ok")
+    for arr, message in ((np.ones((1, 7, 8), np.float32), "single slice"),
+                         (np.full((6, 7, 8), np.inf, np.float32), "NaN/Inf"),
+                         (np.zeros((6, 7, 8), np.float32), "all zero")):
+        with pytest.raises(MRSynthError, match=message):
+            check_volume(Volume(arr), "in memory")
 
 
 def test_dicom_series_folder_is_read(tmp_path):

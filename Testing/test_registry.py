@@ -33,6 +33,18 @@ def test_default_model_resolves_and_is_small_enough():
     assert set(card["validation"]["folds"]) == {"TCGA-FG-6692", "TCGA-DU-7294"}  # leave-one-subject-out
 
 
+def test_default_model_cost_recomputed_matches_its_card():
+    """The card's GMAC and parameter count are recomputed from the shipped weights, not trusted."""
+    from MRSynthLib.nets.cost import count_macs
+    from MRSynthLib.registry import load_backend
+
+    bundle = resolve_model(None, roles=("weights",))
+    generator = load_backend(bundle, "torch", "cpu").model.generator
+    gmac = count_macs(generator, 256, 256) / 1e9
+    assert gmac == pytest.approx(bundle.card["gmac_per_256_slice"], abs=5e-4) and gmac <= 12
+    assert sum(p.numel() for p in generator.parameters()) == bundle.card["generator_params"]
+
+
 def test_tampered_registered_model_is_refused(tmp_path, monkeypatch):
     res = tmp_path / "Resources"
     shutil.copytree(resources_dir(), res, ignore=shutil.ignore_patterns("Icons"))
@@ -74,3 +86,41 @@ def test_weights_are_loaded_without_unpickling_code(tmp_path):
     torch.save({"w": Evil()}, bad)
     with pytest.raises(MRSynthError, match="cannot load weights safely"):
         load_state_dict(bad)
+
+
+def _bad_card(tmp_path, tiny_bundle, edit) -> str:
+    folder = tmp_path / "bad"
+    shutil.copytree(tiny_bundle.parent, folder)
+    card = json.loads(tiny_bundle.read_text())
+    edit(card)
+    (folder / tiny_bundle.name).write_text(json.dumps(card))
+    return str(folder / tiny_bundle.name)
+
+
+@pytest.mark.parametrize("problem,expect", [
+    ("no-sha256", "files.generator needs a 'name' and a 'sha256'"),
+    ("no-mean-styles", "model card has no 'mean_styles'"),
+    ("no-generator", "model card lists no 'generator' file"),
+    ("no-arch", "model card has no 'arch'"),
+    ("binary", "not a model card (binary, not JSON text)"),
+    ("list", "not a model card (no 'files')"),
+])
+def test_a_malformed_model_card_is_one_line_naming_it(problem, expect, tmp_path, tiny_bundle):
+    from MRSynthLib.registry import load_backend
+
+    backend = "torch" if problem == "no-arch" else "onnx"
+    if problem == "binary":
+        spec = str(tiny_bundle.with_suffix(".pt"))  # `--model weights.pt`
+    elif problem == "list":
+        spec = str(tmp_path / "list.json")
+        (tmp_path / "list.json").write_text("[1, 2]")
+    else:
+        edits = {"no-sha256": lambda c: c["files"]["generator"].pop("sha256"),
+                 "no-mean-styles": lambda c: c.pop("mean_styles"),
+                 "no-generator": lambda c: c["files"].pop("generator"),
+                 "no-arch": lambda c: c.pop("arch")}
+        spec = _bad_card(tmp_path, tiny_bundle, edits[problem])
+    with pytest.raises(MRSynthError) as err:
+        load_backend(resolve_model(spec, roles=()), backend, "cpu")
+    message = str(err.value)
+    assert message.startswith(f"{spec}: ") and expect in message and "\n" not in message

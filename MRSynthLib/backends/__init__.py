@@ -16,9 +16,12 @@ class Backend(Protocol):
     mean_styles: np.ndarray  # (n_contrasts, style_dim)
     # contrast → quantiles from the card (MRSynthLib.calibration); None: the output is not calibrated
     intensity_templates: dict[str, np.ndarray] | None
+    # 2.5D models: k neighbouring slices on each side come as extra image channels (0: plain 2D; optional)
+    context: int
 
     def generate(self, images: np.ndarray, available: np.ndarray, style: np.ndarray) -> np.ndarray:
-        """(N, C, H, W) float32, (N, C) float32, (N, S) float32 → (N, 1, H, W) float32."""
+        """(N, C·(1+2k), H, W) float32 (see ``nets.unified.images_with_context``), (N, C) float32,
+        (N, S) float32 → (N, 1, H, W) float32."""
         ...
 
     def encode_style(self, images: np.ndarray) -> np.ndarray:

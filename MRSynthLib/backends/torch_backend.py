@@ -44,6 +44,7 @@ class TorchBackend:
             model = UnifiedModel(UnifiedConfig(**arch))
             model.load_state_dict(load_state_dict(weights_path))
         self.model = model.to(device).eval()
+        self.context = int(self.model.cfg.context)
         self.amp = amp and device.startswith("cuda")
         self.mean_styles = self.model.mean_styles.detach().cpu().numpy().astype(np.float32)
 

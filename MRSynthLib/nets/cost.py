@@ -32,9 +32,10 @@ def count_macs(module, height: int, width: int, extra_inputs=None) -> int:
         elif isinstance(m, nn.Linear):
             hooks.append(m.register_forward_hook(lin_hook))
     if extra_inputs is None:
-        n_c = module.enc0[0].in_channels // 2
+        n_c = getattr(module, "n_contrasts", module.enc0[0].in_channels // 2)
+        channels = n_c * (1 + 2 * getattr(module, "context", 0))  # 2.5D: neighbours as extra channels
         style_dim = module.blocks[0].norm1.affine.in_features
-        inputs = (torch.zeros(1, n_c, height, width), torch.ones(1, n_c), torch.zeros(1, style_dim))
+        inputs = (torch.zeros(1, channels, height, width), torch.ones(1, n_c), torch.zeros(1, style_dim))
     else:
         inputs = extra_inputs(height, width)
     try:

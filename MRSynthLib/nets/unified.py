@@ -10,7 +10,10 @@ One network carries the ideas of the seed methods:
 - a per-voxel path (1×1 convs, FiLM-modulated by the style, *no* normalization) keeps the absolute
   intensity relations between inputs that instance normalization removes from the main path;
 - optionally (``input_mix``) the output is a per-voxel softmax mixture of the given inputs and the
-  generated image, so a near-identical input (T1Gd for T1) can pass its own intensities through.
+  generated image, so a near-identical input (T1Gd for T1) can pass its own intensities through;
+- optionally (``context`` k > 0, "2.5D") the k neighbouring slices on each side of every input come in
+  as extra channels (see :func:`images_with_context` for the channel order), so the encoder sees
+  through-plane anatomy; the per-voxel path and the input mixture use the centre slice only.
 """
 
 from __future__ import annotations
@@ -27,6 +30,12 @@ class UnifiedConfig:
     style_dim: int = 8
     pointwise: int = 32  # width of the un-normalized per-voxel path (0 = off)
     input_mix: int = 0  # 1: the output is a per-voxel softmax mixture of the given inputs and the generated image
+    context: int = 0  # 2.5D: k neighbouring slices on each side of every input as extra channels
+
+    @property
+    def image_channels(self) -> int:
+        """Channels of the ``images`` input: the centre slices, then each contrast's 2k neighbours."""
+        return self.n_contrasts * (1 + 2 * self.context)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -46,7 +55,8 @@ def _define() -> dict:
         def __init__(self, cfg: UnifiedConfig) -> None:
             super().__init__()
             c, f, s = cfg.n_contrasts, cfg.ngf, cfg.style_dim
-            self.enc0 = ConvNormAct(2 * c, f, k=5)
+            self.n_contrasts, self.context = c, cfg.context
+            self.enc0 = ConvNormAct(2 * c + 2 * cfg.context * c, f, k=5)
             self.enc1 = ConvNormAct(f, 2 * f, stride=2)
             self.enc2 = ConvNormAct(2 * f, 4 * f, stride=2)
             self.blocks = nn.ModuleList(StyledResBlock(4 * f, s) for _ in range(cfg.n_blocks))
@@ -70,8 +80,14 @@ def _define() -> dict:
 
         def forward(self, images: torch.Tensor, available: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
             avail = available[:, :, None, None]
-            x = torch.cat([images * avail, avail.expand_as(images)], dim=1)
-            e0 = self.enc0(x)
+            c = self.n_contrasts
+            centre = images[:, :c]
+            x = torch.cat([centre * avail, avail.expand_as(centre)], dim=1)
+            if self.context:  # each contrast's neighbours masked like the contrast itself
+                around = images[:, c:] * avail.repeat_interleave(2 * self.context, dim=1)
+                e0 = self.enc0(torch.cat([x, around], dim=1))
+            else:
+                e0 = self.enc0(x)
             e1 = self.enc1(e0)
             h = self.enc2(e1)
             for block in self.blocks:
@@ -86,7 +102,7 @@ def _define() -> dict:
                 logits = self.mix(h)
                 blocked = torch.cat([(1.0 - avail) * -1e4, torch.zeros_like(avail[:, :1])], dim=1)
                 weights = torch.softmax(logits + blocked, dim=1)
-                out = (weights * torch.cat([images, out], dim=1)).sum(dim=1, keepdim=True)
+                out = (weights * torch.cat([centre, out], dim=1)).sum(dim=1, keepdim=True)
             return out
 
 
@@ -126,7 +142,26 @@ def _define() -> dict:
     return {"UnifiedGenerator": UnifiedGenerator, "StyleEncoder": StyleEncoder, "UnifiedModel": UnifiedModel}
 
 
+def images_with_context(centre, neighbours=None):
+    """The generator's ``images`` input from centre slices (N, C, H, W) and neighbours (N, C, 2k, H, W; each
+    contrast's slices z−k…z−1, z+1…z+k): centre channels first, then the neighbours contrast by contrast.
+    Works on numpy arrays and torch tensors alike (reshape + concatenate)."""
+    if neighbours is None or neighbours.shape[2] == 0:
+        return centre
+    n, c, m, h, w = neighbours.shape
+    flat = neighbours.reshape(n, c * m, h, w)
+    if hasattr(centre, "detach"):  # torch
+        import torch  # noqa: PLC0415
+
+        return torch.cat([centre, flat], dim=1)
+    import numpy as np  # noqa: PLC0415
+
+    return np.concatenate([centre, flat], axis=1)
+
+
 def __getattr__(name: str):
+    if name.startswith("__"):  # import machinery probes (__path__, __file__…) must not import torch
+        raise AttributeError(name)
     classes = _define()
     if name in classes:
         return classes[name]
