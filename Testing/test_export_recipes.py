@@ -146,3 +146,35 @@ def test_preview_session_refuses_what_the_model_cannot_do(bundles, small_subject
         PreviewSession(engine, {"T2": small_subject.volumes["T2"]}, "T1Gd")
     session = PreviewSession(engine, {"T1": small_subject.volumes["T1"]}, "T1Gd")
     assert session.synthesize_slice(0.0, session.n_slices // 2).max() > 0
+
+
+def test_exported_graphs_use_opset_17_or_newer(bundles):
+    import onnx
+
+    for name, (_, card_path, card) in bundles.items():
+        for entry in card["files"].values():
+            model = onnx.load(str(card_path.parent / entry["name"]))
+            opset = max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+            assert opset >= 17, (name, entry["name"], opset)
+
+
+def test_card_records_the_plane_the_run_trained_on(bundles, tmp_path):
+    """``data.axis`` of the run, not a fixed "axial" (the module slices along the card's plane)."""
+    import json
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(bundles["cyclegan"][0], run)
+    record = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    record["config"]["data"]["axis"] = "sagittal"
+    (run / "config.json").write_text(json.dumps(record), encoding="utf-8")
+    assert export_run(run, tmp_path / "bundle", model_id="plane")["input"]["plane"].startswith("sagittal ")
+    assert bundles["cyclegan"][2]["input"]["plane"].startswith("axial ")
+    from MRSynthLib.nets.unified import UnifiedConfig, UnifiedModel
+
+    arch, unified = {"ngf": 4, "n_blocks": 1, "style_dim": 4}, tmp_path / "unified"
+    unified.mkdir()
+    torch.save(UnifiedModel(UnifiedConfig(**arch)).state_dict(), unified / "model.pt")
+    (unified / "config.json").write_text(json.dumps({"config": {"recipe": "unified", "model": arch,
+                                                                "data": {"axis": "coronal"}}}), encoding="utf-8")
+    assert export_run(unified, tmp_path / "u", model_id="u")["input"]["plane"].startswith("coronal ")

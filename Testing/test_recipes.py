@@ -251,7 +251,7 @@ def test_bids_discovery_and_loading(tmp_path):
         "T2": "sub-01_T2w.nii.gz", "FLAIR": "sub-01_FLAIR.nii.gz"}
     subjects, skipped = load_root(root)
     assert sorted(s.name for s in subjects) == ["sub-01", "sub-02_ses-1", "sub-02_ses-2"]
-    assert skipped == 1  # sub-03's corrupt file; derivatives/ is not a subject
+    assert len(skipped) == 1 and skipped[0].startswith("sub-03: ")  # its corrupt file; derivatives/ is no subject
     assert set(subjects[1].images) == {"T1", "PD"}
     only, _ = load_root(root, include=["sub-02"])
     assert [s.name for s in only] == ["sub-02_ses-1", "sub-02_ses-2"]

@@ -104,7 +104,9 @@ def test_export_round_trip_matches_torch(tmp_path, small_subject):
 
 @pytest.mark.slow
 def test_two_process_gloo_run_matches_one_process(tmp_path):
-    """torchrun --nproc_per_node 2 (gloo, CPU): same weights on both ranks, loss trajectory close to 1 process."""
+    """torchrun --nproc_per_node 2 (gloo, CPU): same weights on both ranks, and the loss trajectory of 1 process
+    with the doubled batch: per-sample random draws are made for the global batch and the masked L1 is
+    normalised by the global batch's brain pixels, so only float summation order differs."""
     import yaml
 
     cfg = tmp_path / "c.yaml"
@@ -122,10 +124,11 @@ def test_two_process_gloo_run_matches_one_process(tmp_path):
         assert proc.returncode == 0, proc.stderr[-2000:]
     one, two = _log(tmp_path / "one"), _log(tmp_path / "two")
     assert [r["step"] for r in two] == [1, 2, 3, 4, 5]
-    assert json.loads((tmp_path / "two" / "summary.json").read_text(encoding="utf-8"))["world_size"] == 2
+    summary = json.loads((tmp_path / "two" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["world_size"] == 2 and summary["ranks_in_sync"] is True  # rank 1 holds rank 0's weights
     l1_one, l1_two = np.array([r["l1"] for r in one]), np.array([r["l1"] for r in two])
-    assert abs(l1_one[0] - l1_two[0]) < 0.02  # the same initial weights and global batch
-    assert np.allclose(l1_one, l1_two, rtol=0.25)
+    assert abs(l1_one[0] - l1_two[0]) < 1e-5  # the same initial weights, global batch and normalisation
+    assert np.allclose(l1_one, l1_two, rtol=1e-3)  # was 25 % with per-rank draws and per-shard means
 
 
 def test_style_reconstruction_option_trains_and_rejects_unknown_options(tmp_path):
@@ -144,15 +147,16 @@ def test_style_reconstruction_option_trains_and_rejects_unknown_options(tmp_path
 
 
 def test_device_and_amp_settings_are_checked():
-    from mrsynth_train.devices import amp_enabled, resolve_device
+    from mrsynth_train.devices import amp_mode, resolve_device
 
     assert resolve_device("cpu") == "cpu"
-    assert amp_enabled("auto", "cpu") is False and amp_enabled("auto", "cuda:0") is True
-    assert amp_enabled("on", "cpu") is True and amp_enabled("off", "cuda:1") is False
+    assert amp_mode("auto", "cpu") == "off" and amp_mode("auto", "cuda:0") == "bf16"
+    assert amp_mode("on", "cpu") == "bf16" and amp_mode("off", "cuda:1") == "off"
+    assert amp_mode("fp16", "cpu") == "fp16" and amp_mode("bf16", "cuda:0") == "bf16"
     with pytest.raises(MRSynthError, match="must be auto, cpu, cuda"):
         resolve_device("gpu")
-    with pytest.raises(MRSynthError, match="must be one of auto, on, off"):
-        amp_enabled("yes", "cpu")
+    with pytest.raises(MRSynthError, match="must be one of auto, bf16, fp16, off"):
+        amp_mode("yes", "cpu")
     import torch
 
     if not torch.cuda.is_available():
@@ -187,4 +191,4 @@ def test_bfloat16_autocast_trains(recipe, tmp_path):
                                      "simple": "generators.pt"}.get(recipe, "generator.pt")), weights_only=True)
     assert weights and all(t.dtype in (torch.float32, torch.int64) for t in weights.values())
     env = json.loads((tmp_path / "config.json").read_text(encoding="utf-8"))["environment"]
-    assert env["device"] == "cpu" and env["amp_bf16"] is True
+    assert env["device"] == "cpu" and env["amp"] == "bf16"

@@ -1,4 +1,7 @@
-"""``mrsynth-train``: train, resume, export and evaluate models from the command line."""
+"""``mrsynth-train``: train, resume, export and evaluate models from the command line.
+
+Training also runs without the subcommand, in the form ``mrsynth-train --config C.yaml [--resume]
+[--max-steps N] [--out DIR]``; without ``--out`` the run folder is ``runs/<config name>``."""
 
 from __future__ import annotations
 
@@ -15,7 +18,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command")
     t = sub.add_parser("train", help="train a recipe from a YAML config")
     t.add_argument("--config", required=True)
-    t.add_argument("--out", required=True, help="run folder (checkpoints, logs, resolved config)")
+    t.add_argument("--out", default=None, help="run folder (checkpoints, logs, resolved config); "
+                   "default runs/<config file name without .yaml>")
     t.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     t.add_argument("--max-steps", type=int, default=None)
     t.add_argument("--exclude", action="append", default=[], help="real subject to hold out (repeatable)")
@@ -49,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", required=True)
     ev.add_argument("--no-montage", action="store_true")
     ev.add_argument("--no-calibrate", action="store_true", help="ignore the runs' intensity templates")
+    ev.add_argument("--tasks", choices=("3to1", "all-subsets"), default="3to1",
+                    help="3to1: each target from all other contrasts; all-subsets: from every non-empty subset")
     return p
 
 
@@ -62,6 +68,9 @@ def _subject_run(text: str) -> tuple[str, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0].startswith("--") and argv[0] != "--help":
+        argv = ["train", *argv]  # the issue's form: mrsynth-train --config C.yaml [--resume] ...
     args = _parser().parse_args(argv)
     try:
         if args.command == "train":
@@ -71,9 +80,10 @@ def main(argv: list[str] | None = None) -> int:
             cfg = load_config(args.config)
             if args.exclude:
                 cfg.data.real_exclude = list(cfg.data.real_exclude) + args.exclude
-            summary = train(cfg, Path(args.out), resume=args.resume, max_steps=args.max_steps,
+            out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+            summary = train(cfg, out, resume=args.resume, max_steps=args.max_steps,
                             config_dir=Path(args.config).resolve().parent)
-            print(json.dumps(summary, indent=2))
+            print(json.dumps({"run": str(out), **summary}, indent=2))
         elif args.command == "export":
             from .export import export_run  # noqa: PLC0415
 
@@ -103,14 +113,16 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"file": str(path), "subjects": record["subjects"],
                               "contrasts": sorted(record["contrasts"])}, indent=2))
         elif args.command == "evaluate":
-            from .evaluate import evaluate_run, load_subjects, wilcoxon, write_report  # noqa: PLC0415
+            from .evaluate import evaluate_run, load_subjects, run_labels, wilcoxon, write_report  # noqa: PLC0415
 
             subjects = load_subjects(Path(args.data), args.subject, args.simulated)
             out = Path(args.out)
-            rows = [r for run in args.runs for r in
-                    evaluate_run(Path(run), subjects, None if args.no_montage else out / "montages",
-                                 calibrate=not args.no_calibrate)]
-            test = wilcoxon(rows, Path(args.runs[0]).name, Path(args.runs[1]).name) if len(args.runs) == 2 else None
+            runs = [Path(r) for r in args.runs]
+            labels = run_labels(runs)
+            rows = [r for run, label in zip(runs, labels, strict=True) for r in
+                    evaluate_run(run, subjects, None if args.no_montage else out / "montages",
+                                 calibrate=not args.no_calibrate, label=label, tasks=args.tasks)]
+            test = wilcoxon(rows, labels[0], labels[1]) if len(runs) == 2 else None
             write_report(rows, out, test)
             print((out / "summary.md").read_text(encoding="utf-8"))
         else:

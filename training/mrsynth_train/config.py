@@ -61,7 +61,11 @@ class TrainConfig:
     log_every: int = 10
     threads: int = 2
     device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun: cuda:<local rank>)
-    amp: str = "auto"  # bfloat16 autocast: auto = on GPU only, on (CPU too), off
+    amp: str = "auto"  # autocast: auto (bf16 on GPU, off on CPU) | bf16 | fp16 (+ GradScaler) | off; "on" = bf16
+    # torch.use_deterministic_algorithms(True): bitwise-repeatable GPU runs, slower; an op without a deterministic
+    # kernel then raises. On CUDA, cuBLAS also needs CUBLAS_WORKSPACE_CONFIG=:4096:8 before its first use: the
+    # trainer sets it when unset, but under torchrun export it in the launching shell to be sure.
+    deterministic: bool = False
     validate_on: list[str] = field(default_factory=list)
     options: dict = field(default_factory=dict)  # recipe-specific, validated by the recipe's own dataclass
     data: DataConfig = field(default_factory=DataConfig)
@@ -102,7 +106,11 @@ def from_dict(cls, data: dict, prefix: str = ""):
 
 
 def load_config(path: str | Path) -> TrainConfig:
+    """Read and check a YAML config: keys and types here, then the recipe's name, its ``options``, the
+    slice axis and the amp mode (``checks.check_config``), all before any data is read."""
     import yaml  # noqa: PLC0415
+
+    from .checks import check_config  # noqa: PLC0415
 
     p = Path(path)
     if not p.exists():
@@ -113,7 +121,9 @@ def load_config(path: str | Path) -> TrainConfig:
         raise MRSynthError(f"invalid YAML: {str(exc).splitlines()[0]}", str(p)) from None
     if not isinstance(data, dict):
         raise MRSynthError("config must be a mapping of keys", str(p))
-    return from_dict(TrainConfig, data)
+    cfg = from_dict(TrainConfig, data)
+    check_config(cfg, has_model_section="model" in data)
+    return cfg
 
 
 def to_dict(cfg) -> dict:

@@ -75,11 +75,23 @@ def find_subject_files(folder: Path) -> dict[str, Path]:
     return files
 
 
-def load_subject_folder(folder: Path, name: str | None = None) -> SubjectArrays:
+def read_subject_volumes(folder: Path) -> dict[str, Volume]:
+    """Contrast → volume of one subject (or BIDS session); an error naming the file when a contrast is
+    not on the first one's voxel grid (the contrasts of a subject must be co-registered)."""
     files = find_subject_files(folder)
     if not files:
         raise MRSynthError("no contrast files found", str(folder))
-    return _from_volumes(name or folder.name, {c: read_volume(p) for c, p in files.items()})
+    volumes = {c: read_volume(p) for c, p in files.items()}
+    first = next(iter(volumes))
+    for c, v in volumes.items():
+        if v.array.shape != volumes[first].array.shape:
+            raise MRSynthError(f"{c} has shape {v.array.shape} but {first} has {volumes[first].array.shape}: "
+                               "the contrasts of a subject must be co-registered on one grid", str(files[c]))
+    return volumes
+
+
+def load_subject_folder(folder: Path, name: str | None = None) -> SubjectArrays:
+    return _from_volumes(name or folder.name, read_subject_volumes(folder))
 
 
 def subject_units(root: Path) -> list[tuple[str, Path]]:
@@ -97,22 +109,32 @@ def subject_units(root: Path) -> list[tuple[str, Path]]:
     return units
 
 
-def load_root(root: Path, include: list[str] | None = None, exclude: list[str] | None = None) -> tuple[list[SubjectArrays], int]:
-    """Load every subject folder (or BIDS subject/session) under ``root``; returns (subjects, skipped).
-
-    ``include``/``exclude`` match the unit name or its subject part (``sub-01`` selects every session)."""
+def selected_units(root: Path, include: list[str] | None = None,
+                   exclude: list[str] | None = None) -> list[tuple[str, Path]]:
+    """``subject_units`` filtered: ``include``/``exclude`` match the unit name or its subject part
+    (``sub-01`` selects every session)."""
     if not root.exists():
         raise MRSynthError("data root not found", str(root))
-    subjects, skipped = [], 0
+    units = []
     for name, folder in subject_units(root):
         keys = {name, name.split("_ses-")[0]}
-        if (include and not keys & set(include)) or (exclude and keys & set(exclude)):
-            continue
+        if not ((include and not keys & set(include)) or (exclude and keys & set(exclude))):
+            units.append((name, folder))
+    return units
+
+
+def load_root(root: Path, include: list[str] | None = None,
+              exclude: list[str] | None = None) -> tuple[list[SubjectArrays], list[str]]:
+    """Load every subject folder (or BIDS subject/session) under ``root`` (see ``selected_units``);
+    returns (subjects, skipped) where skipped lists "name: reason" of each unreadable subject (missing,
+    corrupt or unreadable file, contrasts on different grids), each also logged as a warning."""
+    subjects, skipped = [], []
+    for name, folder in selected_units(root, include, exclude):
         try:
             subjects.append(load_subject_folder(folder, name))
-        except MRSynthError as exc:
-            skipped += 1
-            log.warning("skipping subject: %s", exc)
+        except (MRSynthError, OSError) as exc:
+            skipped.append(f"{name}: {exc}")
+            log.warning("skipping subject %s: %s", name, exc)
     return subjects, skipped
 
 
@@ -169,8 +191,10 @@ class Batch:
     # the ranks pick the same pair and their gradient all-reduces stay in step.
     choice: float = 0.0
     shard_has: np.ndarray | None = None
+    shard_offset: int = 0  # under torchrun: this shard's first row in the global batch (see recipe_common.global_rows)
+    global_mask_area: np.ndarray | None = None  # under torchrun: brain pixels of every row of the global batch
 
-    BATCH_LEVEL = ("choice", "shard_has")
+    BATCH_LEVEL = ("choice", "shard_has", "shard_offset", "global_mask_area")
 
 
 @dataclass

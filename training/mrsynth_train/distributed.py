@@ -23,15 +23,21 @@ class DistInfo:
         return self.rank == 0
 
 
-def setup() -> DistInfo:
-    """Initialise the process group when launched by torchrun; a no-op for a single process."""
+def backend_for(device: str) -> str:
+    """nccl only for CUDA tensors; gloo for CPU training, even on a machine that has CUDA."""
+    return "nccl" if device.startswith("cuda") else "gloo"
+
+
+def setup(device: str = "cpu") -> DistInfo:
+    """Initialise the process group when launched by torchrun (backend from the resolved training
+    ``device``); a no-op for a single process."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
     import torch  # noqa: PLC0415
     import torch.distributed as dist  # noqa: PLC0415
 
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    backend = backend_for(device)
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
     info = DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
@@ -90,7 +96,27 @@ def shard(batch, info: DistInfo):
              if f.name not in level and getattr(batch, f.name) is not None}
     if "shard_has" in level:  # every rank sees what every shard holds: the same pair choice everywhere
         parts["shard_has"] = batch.has[:n * info.world].reshape(info.world, n, -1)
+    if "shard_offset" in level:  # per-sample random draws are made for the global batch, then sliced
+        parts["shard_offset"] = info.rank * n
+    if "global_mask_area" in level:  # masked means over the global batch (the one-process loss)
+        parts["global_mask_area"] = batch.mask[:n * info.world].reshape(n * info.world, -1).sum(axis=1)
     return dataclasses.replace(batch, **parts)
+
+
+def weights_in_sync(modules, info: DistInfo) -> bool:
+    """True when every rank holds exactly rank 0's parameters and buffers (what the gradient all-reduce
+    promises); checked once at the end of a run, so a silent divergence shows in summary.json."""
+    if info.world <= 1:
+        return True
+    import torch  # noqa: PLC0415
+    import torch.distributed as dist  # noqa: PLC0415
+
+    flat = torch.cat([t.detach().flatten().double() for m in modules for t in [*m.parameters(), *m.buffers()]])
+    reference = flat.clone()
+    dist.broadcast(reference, src=0)
+    mismatch = torch.tensor([0.0 if torch.equal(flat, reference) else 1.0], dtype=torch.float64, device=flat.device)
+    dist.all_reduce(mismatch)
+    return float(mismatch.item()) == 0.0
 
 
 def cleanup(info: DistInfo) -> None:

@@ -1,16 +1,21 @@
 """Side-by-side evaluation of trained runs on whole volumes with the project's evaluation protocol.
 
-Every subject and every target (3→1: all other contrasts in) is synthesized through the same
-pipeline as the product (:func:`MRSynthLib.synthesis.synthesize`), so preprocessing, slicing and
+Every subject and every task — by default each target from all other contrasts (3→1), with
+``tasks="all-subsets"`` each target from every non-empty subset of the others — is synthesized through
+the same pipeline as the product (:func:`MRSynthLib.synthesis.synthesize`), so preprocessing, slicing and
 postprocessing are identical for every recipe. Writes a CSV, a Markdown table (mean ± sd per task and
-overall), PNG montages with error maps, and a paired Wilcoxon test between two runs.
+overall), PNG montages with relative absolute error maps, and a paired Wilcoxon test between two runs.
+Subjects are discovered as for training (``data.selected_units``: BIDS sessions apart, no derivatives).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
+import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +30,11 @@ from MRSynthLib.preprocess import derive_mask, normalize
 from MRSynthLib.synthesis import synthesize
 
 from .config import TrainConfig, from_dict
-from .data import find_subject_files
+from .data import read_subject_volumes, selected_units
 
 METRICS = ("MAE", "PSNR", "SSIM")
+TASKS = ("3to1", "all-subsets")
+log = logging.getLogger("mrsynth_train")
 
 
 class RecipeBackend:
@@ -38,6 +45,8 @@ class RecipeBackend:
     def __init__(self, recipe) -> None:
         self.recipe = recipe
         self.target = 0
+        model = getattr(recipe, "model", None)  # the unified recipe's network; 2.5D when context > 0
+        self.context = int(getattr(getattr(model, "cfg", None), "context", 0))
         self.mean_styles = np.eye(len(CONTRASTS), dtype=np.float32)
 
     def generate(self, images, available, style):
@@ -71,57 +80,104 @@ def load_run(run: Path):
     return recipe, cfg
 
 
+def task_list(contrasts: list[str], mode: str = "3to1") -> list[tuple[tuple[str, ...], str]]:
+    """(inputs, target) of every task on a subject holding ``contrasts``: each target from all the others
+    (``3to1``), or from every non-empty subset of them (``all-subsets``, largest subsets first)."""
+    if mode not in TASKS:
+        raise MRSynthError(f"--tasks must be one of {', '.join(TASKS)}, got '{mode}'")
+    out = []
+    for target in contrasts:
+        others = [c for c in contrasts if c != target]
+        sizes = range(len(others), 0, -1) if mode == "all-subsets" else [len(others)]
+        out += [(combo, target) for n in sizes for combo in itertools.combinations(others, n)]
+    return out
+
+
+def run_labels(runs: list[Path]) -> list[str]:
+    """One unique label per run for the tables and the Wilcoxon test: the folder name, or, where names
+    collide (``A/unified`` and ``B/unified``), the path relative to the working directory."""
+    names = [r.name for r in runs]
+    labels = []
+    for run, name in zip(runs, names, strict=True):
+        if names.count(name) == 1:
+            labels.append(name)
+            continue
+        path = run.resolve()
+        labels.append(str(path.relative_to(Path.cwd().resolve())) if path.is_relative_to(Path.cwd().resolve())
+                      else str(path))
+    return [f"{x}#{i + 1}" if labels.count(x) > 1 else x for i, x in enumerate(labels)]
+
+
 def evaluate_run(run: Path, subjects: dict[str, dict], montage_dir: Path | None = None,
-                 calibrate: bool = True) -> list[dict]:
-    """Rows (run, subject, target, metrics) for every 3→1 task of every subject; outputs calibrated
-    with the run's intensity templates when it has them (as the exported model would be)."""
+                 calibrate: bool = True, label: str | None = None, tasks: str = "3to1") -> list[dict]:
+    """Rows (run label, subject, task, metrics) for every task of every subject (see ``task_list``);
+    outputs calibrated with the run's intensity templates when it has them (as the exported model is)."""
     from .templates import attach_templates  # noqa: PLC0415
 
     recipe, cfg = load_run(run)
     engine = attach_templates(RecipeBackend(recipe), run, calibrate)
+    label = label or run.name
     rows = []
     for subject, vols in subjects.items():
         mask = derive_mask([v.array for v in vols.values()])
-        for target in vols:
+        for sources, target in task_list(list(vols), tasks):
             engine.target = CONTRASTS.index(target)
-            inputs = {c: v for c, v in vols.items() if c != target}
+            inputs = {c: vols[c] for c in sources}
+            row = {"run": label, "recipe": cfg.recipe, "subject": subject, "target": target,
+                   "inputs": "+".join(sources), "task": target if tasks == "3to1" else f"{'+'.join(sources)}→{target}"}
             try:
                 pred = synthesize(inputs, target, engine=engine).array
             except MRSynthError as exc:
-                rows.append({"run": run.name, "recipe": cfg.recipe, "subject": subject, "target": target,
-                             "error": str(exc)})
+                rows.append({**row, "error": str(exc)})
                 continue
             m = evaluate_arrays(pred, vols[target].array, mask)
-            rows.append({"run": run.name, "recipe": cfg.recipe, "subject": subject, "target": target,
-                         **{k: m[k] for k in METRICS}})
+            rows.append({**row, **{k: m[k] for k in METRICS}})
             if montage_dir is not None:
-                _montage(montage_dir / f"{run.name}_{subject}_{target}.png", inputs, vols[target], pred, mask, target)
+                stem = f"{subject}_{target}" if tasks == "3to1" else f"{subject}_{'+'.join(sources)}_to_{target}"
+                name = re.sub(r"[^A-Za-z0-9.+_-]+", "_", f"{label}_{stem}")
+                _montage(montage_dir / f"{name}.png", inputs, vols[target], pred, mask, target)
     return rows
+
+
+def relative_error(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """|pred − truth| / (max − min of truth inside the mask), 0 outside the mask: an error map that reads
+    the same on every subject and contrast whatever their intensity scale."""
+    inside = mask > 0
+    if not inside.any():
+        return np.zeros(truth.shape, np.float32)
+    value_range = float(truth[inside].max() - truth[inside].min())
+    err = np.abs(pred.astype(np.float64) - truth) / max(value_range, 1e-12)
+    return np.where(inside, err, 0.0).astype(np.float32)
 
 
 def _montage(path: Path, inputs, truth, pred, mask, target) -> None:
     canon = lambda a: orientation.to_canonical(truth.with_array(a))  # noqa: E731
     cm = canon(mask)
     z = int(np.argmax(cm.reshape(cm.shape[0], -1).sum(1)))
-    t, p = canon(normalize(truth.array, mask))[z], canon(normalize(pred, mask))[z]
+    t, p = canon(normalize(truth.array, mask)), canon(normalize(pred, mask))
     panels = [(c, canon(normalize(v.array, mask))[z]) for c, v in inputs.items()]
-    panels += [(f"{target} synthetic", p), (f"{target} truth", t)]
+    panels += [(f"{target} synthetic", p[z]), (f"{target} truth", t[z])]
     path.parent.mkdir(parents=True, exist_ok=True)
-    montage_png(panels, path, error=np.abs(p - t))
+    montage_png(panels, path, error=relative_error(p, t, cm)[z])
 
 
 def load_subjects(data: Path, names: list[str] | None = None, simulated: int = 0,
                   simulated_shape=(144, 176, 144)) -> dict[str, dict]:
-    """Real subject folders under ``data`` (all, or ``names``) plus held-out simulated subjects."""
-    from MRSynthLib.io import read_volume  # noqa: PLC0415
+    """Subjects under ``data`` found as for training (subject folders, BIDS subjects, each BIDS session
+    apart, no ``derivatives/``; ``names`` match a unit or its subject) plus held-out simulated subjects.
+    An unreadable subject is skipped with a warning."""
     from MRSynthLib.phantom import simulate_subject  # noqa: PLC0415
 
     out: dict[str, dict] = {}
-    folders = [data / n for n in names] if names else sorted(p for p in data.iterdir() if p.is_dir())
-    for folder in folders:
-        files = find_subject_files(folder)
-        if files:
-            out[folder.name] = {c: read_volume(p) for c, p in files.items()}
+    units = selected_units(data, names or None)
+    missing = [n for n in names or [] if not any(n in (u, u.split("_ses-")[0]) for u, _ in units)]
+    if missing:
+        raise MRSynthError(f"subject(s) {', '.join(missing)} not found", str(data))
+    for name, folder in units:
+        try:
+            out[name] = read_subject_volumes(folder)
+        except (MRSynthError, OSError) as exc:
+            log.warning("skipping subject %s: %s", name, exc)
     for i in range(simulated):  # seeds far from the training simulator's
         s = simulate_subject(90000 + i, shape=tuple(simulated_shape))
         out[f"sim-test-{i}"] = {c: s.volumes[c] for c in ("T1", "T1Gd", "T2", "FLAIR")}
@@ -131,14 +187,15 @@ def load_subjects(data: Path, names: list[str] | None = None, simulated: int = 0
 
 
 def summarize(rows: list[dict]) -> str:
-    """Markdown: mean ± sd of each metric per (run, target) and overall."""
+    """Markdown: mean ± sd of each metric per (run, task) and overall; a task is a target (3→1) or
+    ``inputs→target`` (all subsets)."""
     ok = [r for r in rows if "error" not in r]
     runs = list(dict.fromkeys(r["run"] for r in ok))
-    targets = list(dict.fromkeys(r["target"] for r in ok))
-    lines = ["| run | target | n | MAE | PSNR (dB) | SSIM |", "|---|---|---|---|---|---|"]
+    targets = list(dict.fromkeys(_task(r) for r in ok))
+    lines = ["| run | task | n | MAE | PSNR (dB) | SSIM |", "|---|---|---|---|---|---|"]
     for run in runs:
         for target in [*targets, "overall"]:
-            sel = [r for r in ok if r["run"] == run and (target == "overall" or r["target"] == target)]
+            sel = [r for r in ok if r["run"] == run and (target == "overall" or _task(r) == target)]
             if not sel:
                 continue
             cells = [f"{np.mean([r[k] for r in sel]):.3f} ± {np.std([r[k] for r in sel]):.3f}" for k in METRICS]
@@ -147,16 +204,20 @@ def summarize(rows: list[dict]) -> str:
     failed = [r for r in rows if "error" in r]
     if failed:
         lines.append("")
-        lines += [f"- {r['run']} {r['subject']} {r['target']}: not evaluated ({r['error']})" for r in failed]
+        lines += [f"- {r['run']} {r['subject']} {_task(r)}: not evaluated ({r['error']})" for r in failed]
     return "\n".join(lines) + "\n"
+
+
+def _task(row: dict) -> str:
+    return row.get("task", row["target"])
 
 
 def wilcoxon(rows: list[dict], run_a: str, run_b: str, metric: str = "PSNR") -> dict:
     """Paired two-sided Wilcoxon signed-rank test over the (subject, target) tasks both runs completed."""
     from scipy.stats import wilcoxon as _wilcoxon  # noqa: PLC0415
 
-    a = {(r["subject"], r["target"]): r[metric] for r in rows if r["run"] == run_a and "error" not in r}
-    b = {(r["subject"], r["target"]): r[metric] for r in rows if r["run"] == run_b and "error" not in r}
+    a = {(r["subject"], _task(r)): r[metric] for r in rows if r["run"] == run_a and "error" not in r}
+    b = {(r["subject"], _task(r)): r[metric] for r in rows if r["run"] == run_b and "error" not in r}
     keys = sorted(set(a) & set(b))
     if len(keys) < 2:
         raise MRSynthError(f"too few paired tasks ({len(keys)}) for a Wilcoxon test")
@@ -168,7 +229,7 @@ def wilcoxon(rows: list[dict], run_a: str, run_b: str, metric: str = "PSNR") -> 
 
 def write_report(rows: list[dict], out: Path, test: dict | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    fields = ["run", "recipe", "subject", "target", *METRICS, "error"]
+    fields = ["run", "recipe", "subject", "target", *METRICS, "inputs", "error"]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()

@@ -21,6 +21,17 @@ from .templates import read_templates
 OPSET = 17
 
 
+def unified_arch(cfg: dict) -> dict:
+    """The unified network's architecture from a resolved run config: the model section plus the 2.5D
+    context, which lives in the data section (the sampler makes the neighbours the network reads)."""
+    return {**cfg["model"], "context": int(cfg.get("data", {}).get("context", 0))}
+
+
+def plane(axis: str) -> str:
+    """The card's plane: the run's slice axis (``data.axis``), which the module should slice along."""
+    return f"{axis} (any plane works; trained on {axis} slices)"
+
+
 def load_run_model(run: Path):
     """Rebuild the unified model of a run folder from its resolved config and weights."""
     import torch  # noqa: PLC0415
@@ -31,7 +42,7 @@ def load_run_model(run: Path):
     if not cfg_path.exists() or not weights.exists():
         raise MRSynthError("not a finished run folder (config.json and model.pt needed)", str(run))
     cfg = json.loads(cfg_path.read_text(encoding="utf-8"))["config"]
-    model = UnifiedModel(UnifiedConfig(**cfg["model"]))
+    model = UnifiedModel(UnifiedConfig(**unified_arch(cfg)))
     model.load_state_dict(torch.load(str(weights), map_location="cpu", weights_only=True))
     return model.eval(), cfg
 
@@ -40,7 +51,7 @@ def export_onnx(model, gen_path: Path, style_path: Path) -> None:
     import torch  # noqa: PLC0415
 
     c, s = model.cfg.n_contrasts, model.cfg.style_dim
-    images, avail, style = torch.rand(2, c, 64, 64), torch.ones(2, c), torch.zeros(2, s)
+    images, avail, style = torch.rand(2, model.cfg.image_channels, 64, 64), torch.ones(2, c), torch.zeros(2, s)
     from .export_graphs import quiet_export  # noqa: PLC0415
 
     with quiet_export():
@@ -100,8 +111,7 @@ def _export_other(run: Path, out: Path, mid: str) -> dict:
     card = {
         "interface": interface,
         "arch": {"options": dataclasses.asdict(recipe.opt)} if hasattr(recipe, "opt") else {},
-        "input": {"plane": "axial (any plane works; trained on axial)", "size": "any H×W, multiples of 4",
-                  "channels": input_doc},
+        "input": {"plane": plane(cfg.data.axis), "size": "any H×W, multiples of 4", "channels": input_doc},
         "generator_params": int(sum(p.numel() for p in module.parameters())),
         "gmac_per_256_slice": round(macs / 1e9, 3),
         "mean_styles": np.eye(len(CONTRASTS)).tolist(),  # the style input is the target's one-hot code
@@ -135,9 +145,11 @@ def export_run(run: Path, out: Path, model_id: str | None = None, version: str =
     params = sum(p.numel() for p in model.generator.parameters())
     card = _card_common(run, mid, version, cfg) | {
         "interface": "unified",
-        "arch": cfg["model"] | {"n_contrasts": len(CONTRASTS)},
-        "input": {"plane": "axial (any plane works; trained on axial)", "size": "any H×W, multiples of 4",
-                  "channels": "one per contrast in the order of 'contrasts', zeros where missing, plus availability"},
+        "arch": unified_arch(cfg) | {"n_contrasts": len(CONTRASTS)},
+        "input": {"plane": plane(cfg.get("data", {}).get("axis", "axial")), "size": "any H×W, multiples of 4",
+                  "channels": "one per contrast in the order of 'contrasts', zeros where missing, plus availability"
+                  + (f"; then each contrast's {model.cfg.context} neighbouring slices on either side (2.5D, "
+                     "arch.context)" if model.cfg.context else "")},
         "generator_params": int(params),
         "gmac_per_256_slice": round(count_macs(model.generator, 256, 256) / 1e9, 3),
         "mean_styles": np.round(model.mean_styles.detach().numpy(), 6).tolist(),

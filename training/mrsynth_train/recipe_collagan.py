@@ -23,6 +23,7 @@ from .recipe_common import (
     adam,
     linear_decay,
     one_hot,
+    optimize,
     parse_options,
     set_requires_grad,
     to_tensors,
@@ -45,6 +46,7 @@ class CollaGANOptions:
 class CollaGANRecipe(OneHotGeneratorRecipe):
     name = "collagan"
     Options = CollaGANOptions
+    fp16_ready = True
 
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
@@ -96,18 +98,14 @@ class CollaGANRecipe(OneHotGeneratorRecipe):
         w = {"adv": o.lambda_adv, "cls": o.lambda_cls, "l1": o.lambda_l1, "ssim": o.lambda_ssim,
              "cycle": o.lambda_cycle}
         loss_g = sum(w[k] * v for k, v in terms.items())
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_g.step()
+        optimize(self.opt_g, loss_g, self.scaler)
 
         set_requires_grad([self.discriminator], True)
         p_real, c_real = self.discriminator(truth)
         p_fake, _ = self.discriminator(fake.detach())
         loss_d = (0.5 * (losses.lsgan(p_real, True) + losses.lsgan(p_fake, False))
                   + o.lambda_cls * nn.functional.cross_entropy(c_real, target))
-        self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_d.step()
+        optimize(self.opt_d, loss_d, self.scaler)
         for s in self.sched:
             s.step()
         return {"loss_g": loss_g.item(), **{k: v.item() for k, v in terms.items()}, "loss_d": loss_d.item()}

@@ -4,7 +4,10 @@ history pool, learning-rate decay, and the base for pairwise (single-source) rec
 A recipe (junyanz CycleGAN's "model class") is constructed from a TrainConfig and exposes
 ``modules()``, ``optimizers()``, ``train_step(batch)``, ``predict(images, available, target)`` and
 ``inference_module()`` — the generator-only nn.Module used at inference (parameter and GMAC counts).
-Every inference module takes the project's [0, 1] images and returns [0, 1] images.
+Every inference module takes the project's [0, 1] images and returns [0, 1] images. Optional:
+``extra_state()`` / ``load_extra_state(state)`` for state outside modules and optimizers (tensors and
+lists of tensors only: checkpoints load with ``weights_only=True``), and ``fp16_ready = True`` when every
+backward/step goes through :func:`optimize` with ``self.scaler`` (the trainer's fp16 GradScaler).
 """
 
 from __future__ import annotations
@@ -42,6 +45,14 @@ def to_tensors(batch: Batch) -> dict[str, torch.Tensor]:
 def shard_views(batch: Batch) -> list[np.ndarray]:
     """``has`` of every shard (one view when not distributed): choices must suit all of them."""
     return list(batch.shard_has) if batch.shard_has is not None else [batch.has]
+
+
+def global_rows(batch: Batch) -> tuple[int, slice]:
+    """(global batch size, this shard's rows). Per-sample random draws are made for the whole global batch
+    and sliced, so 2 ranks × B draw exactly what 1 process × 2B draws (one process: the usual draw)."""
+    n = len(batch.target)
+    total = n * len(batch.shard_has) if batch.shard_has is not None else n
+    return total, slice(batch.shard_offset, batch.shard_offset + n)
 
 
 def choose(options: list, choice: float):
@@ -99,7 +110,7 @@ def cosine_decay(opt: torch.optim.Optimizer, steps: int, floor: float) -> torch.
 class ImagePool:
     """History of generated images for the discriminator (Shrivastava et al. 2017; CycleGAN uses 50):
     half of the time D sees an older fake instead of the newest one, which damps oscillation.
-    The pool is not checkpointed: after a resume it refills from empty (only its contents differ)."""
+    Its contents are checkpointed (``state_dict``), so a resumed run shows D the same fakes."""
 
     def __init__(self, size: int) -> None:
         self.size, self.images = size, []
@@ -120,6 +131,27 @@ class ImagePool:
             else:
                 out.append(img)
         return torch.cat(out)
+
+    def state_dict(self) -> dict:
+        return {"images": [img.detach().cpu() for img in self.images]}
+
+    def load_state_dict(self, state: dict) -> None:
+        device = torch.get_default_device()
+        self.images = [img.to(device) for img in state["images"]][:self.size]
+
+
+class HistoryPools:
+    """Mixin of the recipes with one ImagePool per contrast in ``self.pools``: checkpoints carry them."""
+
+    pools: dict[str, ImagePool]
+
+    def extra_state(self) -> dict:
+        return {"pools": {name: pool.state_dict() for name, pool in self.pools.items()}}
+
+    def load_extra_state(self, state: dict) -> None:
+        for name, pool in self.pools.items():
+            if name in state.get("pools", {}):
+                pool.load_state_dict(state["pools"][name])
 
 
 def _parse_pairs(pairs: list[list[str]]) -> list[tuple[int, int]]:
@@ -183,6 +215,7 @@ class PairwiseRecipe:
 
     name = "pairwise"
     Options = PairwiseOptions
+    scaler = None  # the trainer's GradScaler (fp16), see ``optimize``
 
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
@@ -255,11 +288,21 @@ def patch_discriminators(contrasts: set[int], ndf: int) -> nn.ModuleDict:
     return nn.ModuleDict({CONTRASTS[c]: PatchDiscriminator(1, ndf) for c in sorted(contrasts)})
 
 
-def optimize(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-    """One optimizer update: zero the gradients, back-propagate, step."""
-    optimizer.zero_grad(set_to_none=True)
+def optimize(optimizers: torch.optim.Optimizer | tuple, loss: torch.Tensor, scaler=None) -> None:
+    """One update of one or several optimizers from one loss: zero the gradients, back-propagate, step.
+    With an enabled fp16 GradScaler the loss is scaled (float16 gradients would underflow) and a step with
+    inf/NaN gradients is skipped; the trainer calls ``scaler.update()`` once per training step."""
+    group = optimizers if isinstance(optimizers, tuple) else (optimizers,)
+    for opt in group:
+        opt.zero_grad(set_to_none=True)
+    if scaler is not None and scaler.is_enabled():
+        scaler.scale(loss).backward()
+        for opt in group:
+            scaler.step(opt)
+        return
     loss.backward()
-    optimizer.step()
+    for opt in group:
+        opt.step()
 
 
 def update_pair_discriminators(recipe, d_a: nn.Module, d_b: nn.Module, real_a: torch.Tensor, real_b: torch.Tensor,
@@ -268,7 +311,7 @@ def update_pair_discriminators(recipe, d_a: nn.Module, d_b: nn.Module, real_a: t
     set_requires_grad([d_a, d_b], True)
     loss_d = (discriminator_loss(d_a, real_a, recipe.pools[ca].query(fake_a))
               + discriminator_loss(d_b, real_b, recipe.pools[cb].query(fake_b)))
-    optimize(recipe.opt_d, loss_d)
+    optimize(recipe.opt_d, loss_d, recipe.scaler)
     for s in recipe.sched:
         s.step()
     return loss_d
@@ -282,6 +325,7 @@ class OneHotGeneratorRecipe:
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
     sched: list
+    scaler = None  # the trainer's GradScaler (fp16), see ``optimize``
 
     def optimizers(self) -> dict:
         return {"opt_g": self.opt_g, "opt_d": self.opt_d, "sched_g": self.sched[0], "sched_d": self.sched[1]}

@@ -15,6 +15,7 @@ from . import losses
 from .config import TrainConfig
 from .data import Batch
 from .recipe_common import (
+    HistoryPools,
     ImagePool,
     PairwiseOptions,
     PairwiseRecipe,
@@ -42,9 +43,10 @@ class CycleGANOptions(PairwiseOptions):
     decay_from: float = 0.5  # fraction of the steps after which the learning rate decays linearly to 0
 
 
-class CycleGANRecipe(PairwiseRecipe):
+class CycleGANRecipe(HistoryPools, PairwiseRecipe):
     name = "cyclegan"
     Options = CycleGANOptions
+    fp16_ready = True
 
     def __init__(self, cfg: TrainConfig) -> None:
         super().__init__(cfg)
@@ -85,7 +87,7 @@ class CycleGANRecipe(PairwiseRecipe):
         if o.lambda_identity > 0:
             idt = losses.l1(g_ab(real_b), real_b) + losses.l1(g_ba(real_a), real_a)
             loss_g = loss_g + o.lambda_identity * o.lambda_cycle * idt
-        optimize(self.opt_g, loss_g)
+        optimize(self.opt_g, loss_g, self.scaler)
         loss_d = update_pair_discriminators(self, d_a, d_b, real_a, real_b, fake_a, fake_b, ca, cb)
         return {"loss_g": loss_g.item(), "adv": adv.item(), "cycle": cyc.item(), "identity": idt.item(),
                 "loss_d": loss_d.item()}

@@ -23,6 +23,7 @@ from .data import Batch
 from .nets.hypergan import ContrastClassifier, HyperGANGenerator
 from .recipe_common import (
     N_CONTRASTS,
+    HistoryPools,
     ImagePool,
     OneHotGeneratorRecipe,
     adam,
@@ -65,9 +66,10 @@ class HyperGANOptions:
                 raise MRSynthError(f"options.{k} must be ≥ 0")
 
 
-class HyperGANRecipe(OneHotGeneratorRecipe):
+class HyperGANRecipe(HistoryPools, OneHotGeneratorRecipe):
     name = "hypergan"
     Options = HyperGANOptions
+    fp16_ready = True
 
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
@@ -127,6 +129,6 @@ class HyperGANRecipe(OneHotGeneratorRecipe):
             terms["class"] = (self._class_loss(f_a, a) + self._class_loss(f_b, b)
                               + self._class_loss(f_fb, b) + self._class_loss(f_fa, a))
         loss_g = sum(weights[k] * v for k, v in terms.items())
-        optimize(self.opt_g, loss_g)
+        optimize(self.opt_g, loss_g, self.scaler)
         loss_d = update_pair_discriminators(self, d_a, d_b, real_a, real_b, fake_a, fake_b, ca, cb)
         return {"loss_g": float(loss_g.item()), **{k: v.item() for k, v in terms.items()}, "loss_d": loss_d.item()}

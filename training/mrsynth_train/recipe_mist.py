@@ -31,6 +31,7 @@ from .recipe_common import (
     adam,
     linear_decay,
     one_hot,
+    optimize,
     parse_options,
     set_requires_grad,
     to_tensors,
@@ -61,6 +62,8 @@ class MISTOptions:
 class MISTRecipe:
     name = "mist"
     Options = MISTOptions
+    fp16_ready = True  # every update goes through optimize() with the trainer's GradScaler
+    scaler = None  # the trainer's GradScaler (fp16), see ``optimize``
 
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
@@ -147,19 +150,13 @@ class MISTRecipe:
         w = {"adv": o.lambda_adv, "style": o.lambda_style, "content": o.lambda_content, "sep": o.lambda_sep,
              "ds": ds_w, "l1": o.lambda_l1, "cycle": o.lambda_cycle}
         loss_g = sum(w[k] * v for k, v in terms.items())
-        self.opt_g.zero_grad(set_to_none=True)
-        self.opt_map.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_g.step()
-        self.opt_map.step()
+        optimize((self.opt_g, self.opt_map), loss_g, self.scaler)
 
         set_requires_grad([self.discriminator], True)
         loss_d = 0.5 * (losses.lsgan(self._adv(truth, code), True)
                         + 0.5 * losses.lsgan(self._adv(fake_lat.detach(), code), False)
                         + 0.5 * losses.lsgan(self._adv(fake_ref.detach(), code), False))
-        self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_d.step()
+        optimize(self.opt_d, loss_d, self.scaler)
         for sched in self.sched:
             sched.step()
         self.state.step += 1

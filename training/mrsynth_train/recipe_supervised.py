@@ -20,6 +20,7 @@ from .recipe_common import (
     adam,
     direction_key,
     linear_decay,
+    optimize,
     paired_sides,
     to_tensors,
 )
@@ -37,6 +38,7 @@ class SupervisedRecipe(PairwiseRecipe):
 
     name = "supervised"
     Options = SupervisedOptions
+    fp16_ready = True  # every update goes through optimize() with the trainer's GradScaler
 
     def __init__(self, cfg: TrainConfig) -> None:
         super().__init__(cfg)
@@ -64,9 +66,7 @@ class SupervisedRecipe(PairwiseRecipe):
         l_ab = losses.l1(self.generators[direction_key(a, b)](xa), xb)
         l_ba = losses.l1(self.generators[direction_key(b, a)](xb), xa)
         loss = l_ab + l_ba
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        optimize(self.optimizer, loss, self.scaler)
         self.scheduler.step()
         return {"loss": loss.item(), "l1_ab": l_ab.item(), "l1_ba": l_ba.item()}
 

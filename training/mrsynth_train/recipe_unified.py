@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import torch
 
-from MRSynthLib.nets.unified import UnifiedConfig, UnifiedModel
+from MRSynthLib.nets.unified import UnifiedConfig, UnifiedModel, images_with_context
 
 from .config import TrainConfig, from_dict
 from .data import Batch
-from .recipe_common import cosine_decay, to_tensors
+from .recipe_common import cosine_decay, global_rows, optimize, to_tensors
 
 
 @dataclass
@@ -26,11 +26,16 @@ class UnifiedRecipe:
     penalty keeps each contrast's codes centred on its mean style (so α interpolation is meaningful)."""
 
     name = "unified"
+    Options = UnifiedOptions
+    uses_model_section = True  # the only recipe built from the config's ``model:`` section
+    fp16_ready = True
+    scaler = None  # the trainer's GradScaler (fp16), see ``optimize``
 
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
         self.options = from_dict(UnifiedOptions, cfg.options, "options.")
-        self.model = UnifiedModel(UnifiedConfig(**vars(cfg.model)))
+        # data.context > 0 (2.5D): the neighbouring slices come in as extra generator channels
+        self.model = UnifiedModel(UnifiedConfig(**vars(cfg.model), context=cfg.data.context))
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
         self.scheduler = cosine_decay(self.optimizer, cfg.steps, floor=0.05)
 
@@ -45,7 +50,8 @@ class UnifiedRecipe:
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, available: torch.Tensor, target: int) -> torch.Tensor:
-        """(N, C, H, W), (N, C), target index → (N, 1, H, W) in [0, 1]; the common evaluation interface."""
+        """(N, C·(1+2k), H, W), (N, C), target index → (N, 1, H, W) in [0, 1]; the common evaluation
+        interface (2.5D: images already carry the neighbours, ``images_with_context``)."""
         model = self.model.eval()
         style = model.mean_styles[target].expand(images.shape[0], -1)
         return model.generator(images, available, style).clamp(0, 1)
@@ -55,25 +61,34 @@ class UnifiedRecipe:
         model = self.model.train()
         ref = model.style_encoder(t["truth"])
         mean = model.mean_styles[t["target"]]
-        use_ref = (torch.rand(ref.shape[0], 1) < self.options.ref_style_prob).float()
+        total, rows = global_rows(batch)  # draws for the global batch: the same under torchrun as in one process
+        use_ref = (torch.rand(total, 1)[rows] < self.options.ref_style_prob).float()
         style = use_ref * ref + (1 - use_ref) * mean
         o = self.options
         # a few samples ask for another contrast's style: no pixel target, only the style must come back,
         # so the generator cannot read the target from the availability mask and ignore the style code
-        other = torch.zeros_like(use_ref)
+        other_all = torch.zeros(total, 1)
         if o.style_recon and o.random_style_prob:
-            other = (torch.rand(ref.shape[0], 1) < o.random_style_prob).float()
-            rand_target = torch.randint(0, model.mean_styles.shape[0], (ref.shape[0],))
-            style = other * model.mean_styles[rand_target] + (1 - other) * style
-        pred = model.generator(t["images"], t["available"], style)
-        pixel = t["mask"] * (1 - other)[:, :, None, None]
-        l1 = ((pred - t["truth"]).abs() * pixel).sum() / pixel.sum().clamp(min=1.0)
+            other_all = (torch.rand(total, 1) < o.random_style_prob).float()
+            rand_target = torch.randint(0, model.mean_styles.shape[0], (total,))[rows]
+            style = other_all[rows] * model.mean_styles[rand_target] + (1 - other_all[rows]) * style
+        images = images_with_context(t["images"], t["neighbours"] if model.cfg.context else None)
+        pred = model.generator(images, t["available"], style)
+        pixel = t["mask"] * (1 - other_all[rows])[:, :, None, None]
+        l1 = ((pred - t["truth"]).abs() * pixel).sum() / _pixels(batch, pixel, other_all)
         reg = ((ref - mean) ** 2).mean()
         loss = l1 + self.cfg.style_reg * reg
         if o.style_recon:
             loss = loss + o.style_recon * (model.style_encoder(pred) - style.detach()).abs().mean()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        optimize(self.optimizer, loss, self.scaler)
         self.scheduler.step()
         return {"loss": loss.item(), "l1": l1.item(), "style_reg": reg.item()}
+
+
+def _pixels(batch: Batch, pixel: torch.Tensor, other_all: torch.Tensor) -> torch.Tensor:
+    """Denominator of the masked L1: this batch's brain pixels; under torchrun the *global* batch's over the
+    number of ranks (whose gradients are averaged), so 2 ranks × B optimise 1 process × 2B's loss."""
+    if batch.global_mask_area is None:
+        return pixel.sum().clamp(min=1.0)
+    area = torch.as_tensor(batch.global_mask_area, dtype=pixel.dtype, device=pixel.device)
+    return (area * (1 - other_all[:, 0])).sum().clamp(min=1.0) / len(batch.shard_has)

@@ -24,6 +24,7 @@ from .recipe_common import (
     direction_key,
     discriminator_loss,
     linear_decay,
+    optimize,
     patch_discriminators,
     set_requires_grad,
     to_tensors,
@@ -48,6 +49,7 @@ class UNITOptions(PairwiseOptions):
 class UNITRecipe(PairwiseRecipe):
     name = "unit"
     Options = UNITOptions
+    fp16_ready = True
 
     def __init__(self, cfg: TrainConfig) -> None:
         super().__init__(cfg)
@@ -97,15 +99,11 @@ class UNITRecipe(PairwiseRecipe):
         cyc = losses.l1(x_aba, x_a) + losses.l1(x_bab, x_b)
         cyc_kl = losses.kl_unit_variance(h_ab) + losses.kl_unit_variance(h_ba)
         loss_g = o.gan_w * adv + o.recon_w * recon + o.kl_w * kl + o.cycle_w * cyc + o.cycle_kl_w * cyc_kl
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_g.step()
+        optimize(self.opt_g, loss_g, self.scaler)
 
         set_requires_grad([d_a, d_b], True)
         loss_d = discriminator_loss(d_a, x_a, x_ba) + discriminator_loss(d_b, x_b, x_ab)
-        self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_d.step()
+        optimize(self.opt_d, loss_d, self.scaler)
         for s in self.sched:
             s.step()
         return {"loss_g": loss_g.item(), "adv": adv.item(), "recon": recon.item(), "kl": kl.item(),
