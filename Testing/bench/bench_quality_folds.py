@@ -2,8 +2,8 @@
 
 Usage: python Testing/bench/bench_quality_folds.py [--file results-calibrated.json] runs/bench-quality-A runs/bench-quality-B [RERUN …]
 Each folder is one ``bench_quality.py`` run (``results.json``, or the file named by ``--file``, e.g. the
-re-evaluation with intensity calibration written by ``bench_quality_reevaluate.py``); later folders override earlier entries
-of the same recipe and held-out subject. Steps per fold are listed in subject order. Per recipe:
+re-evaluation with intensity calibration written by ``bench_quality_reevaluate.py``); a path to a JSON file
+is read as it is; later entries override earlier ones of the same recipe and held-out subject. Steps per fold are listed in subject order. Per recipe:
 mean PSNR per target over the held-out subjects, mean PSNR/MAE/SSIM over every task, steps per fold,
 training steps per CPU-second, and the paired Wilcoxon signed-rank test (scipy) of each recipe against the unified model over the
 8 tasks (4 targets × 2 held-out subjects) — with 8 pairs the smallest two-sided p is 2/256 ≈ 0.008.
@@ -28,7 +28,8 @@ def load(folders: list[Path], filename: str = "results.json") -> dict[str, dict]
     re-run alone, e.g. ``bench_quality.py --only unified``, after the machine was busy during its run)."""
     out: dict[str, dict] = {}
     for folder in folders:
-        for res in json.loads((folder / filename).read_text(encoding="utf-8")):
+        path = folder if folder.is_file() else folder / filename
+        for res in json.loads(path.read_text(encoding="utf-8")):
             entry = out.setdefault(res["recipe"], {"steps": {}, "speed": {}, "rows": {}, "params_M": res["params_M"],
                                                    "gmac": res["gmac"]})
             rows = [r for r in res["rows"] if "PSNR" in r]
