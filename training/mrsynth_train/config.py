@@ -19,6 +19,7 @@ class DataConfig:
     simulated: int = 4
     simulated_shape: list[int] = field(default_factory=lambda: [144, 176, 144])
     simulated_seed: int = 1000
+    simulated_refresh: int = 0  # > 0: new simulated subjects every N steps (the simulator as an endless source)
     real_weight: float = 0.5
     patch: int = 128
     paired: bool = True  # False: each contrast from a different subject/slice (Hyper-GAN's unpaired setting)

@@ -158,11 +158,16 @@ def simulated_subjects(n: int, shape: tuple[int, int, int], seed: int = 1000) ->
 
 @functools.lru_cache(maxsize=4)
 def _simulated_cached(n: int, shape: tuple[int, int, int], seed: int) -> tuple[SubjectArrays, ...]:
+    return tuple(simulate_set(n, shape, seed))
+
+
+def simulate_set(n: int, shape: tuple[int, int, int], seed: int) -> list[SubjectArrays]:
+    """``n`` simulated subjects with seeds ``seed`` … ``seed + n − 1`` (uncached; every third without lesion)."""
     out = []
     for i in range(n):
         s = simulate_subject(seed + i, shape=shape, lesion=(i % 3 != 2))
         out.append(_from_volumes(f"sim-{seed + i}", s.volumes, s.mask.array > 0))
-    return tuple(out)
+    return out
 
 
 @dataclass
@@ -250,14 +255,24 @@ class SliceSampler:
         self.rng = np.random.default_rng(seed)
         self.choice_rng = np.random.default_rng([seed, 1])  # its own stream: sample draws stay as they were
         self.all_inputs_prob = all_inputs_prob
-        ax = AXES[axis]
-        self._vols = [{c: np.moveaxis(a, ax, 0) for c, a in s.images.items()} for s in subjects]
-        self._masks = [np.moveaxis(s.mask, ax, 0) for s in subjects]
+        self._index()
+
+    def _index(self) -> None:
+        """Slices-first views, masks and brain slices of every subject (again after ``replace_subjects``)."""
+        ax = AXES[self.axis]
+        self._vols = [{c: np.moveaxis(a, ax, 0) for c, a in s.images.items()} for s in self.subjects]
+        self._masks = [np.moveaxis(s.mask, ax, 0) for s in self.subjects]
         self.slices = []
         for m in self._masks:
             area = m.reshape(m.shape[0], -1).sum(axis=1)
             self.slices.append(np.flatnonzero(area > 0.25 * area.max()))
         self.union = [c for c in CONTRASTS if any(c in v for v in self._vols)]
+
+    def replace_subjects(self, first: int, subjects: list[SubjectArrays]) -> None:
+        """Put ``subjects`` in place of as many subjects from index ``first`` on (same sampling weights):
+        how the simulator becomes an endless source (see ``simstream``)."""
+        self.subjects = [*self.subjects[:first], *subjects, *self.subjects[first + len(subjects):]]
+        self._index()
 
     def _crop(self, arr: np.ndarray, r0: int, c0: int, size: int | None = None) -> np.ndarray:
         p = size or self.patch

@@ -19,6 +19,7 @@ from .checkpoint import load_checkpoint, save_checkpoint, truncate_log
 from .config import TrainConfig, to_dict
 from .data import Augment, SliceSampler, load_root, mixture_weights, simulated_subjects
 from .runfolder import environment, git_state, tensorboard_writer, train_log
+from .simstream import refresh_simulated
 from .templates import templates_record, write_templates
 
 logger = logging.getLogger("mrsynth_train")
@@ -242,6 +243,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, max_steps: int | None, con
                 if used >= 1.0:
                     break
                 _follow_budget(recipe, used, cfg.steps)
+            refresh_simulated(sampler, cfg, step)  # data.simulated_refresh: new simulated subjects every N steps
             with autocast(amp, device):
                 losses = recipe.train_step(distributed.shard(sampler.sample(cfg.batch_size), dist))
             if scaler.is_enabled():
