@@ -175,8 +175,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_models(_args: argparse.Namespace) -> int:
+def cmd_models(args: argparse.Namespace) -> int:
     from .registry import cache_dir, list_models, load_registry  # noqa: PLC0415
+
+    if args.download:
+        from .download import download_model  # noqa: PLC0415
+
+        def show(done: int, total: int, name: str) -> None:
+            print(f"\r{name}: {done / 1e6:.1f}" + (f" / {total / 1e6:.1f}" if total else "") + " MB",
+                  end="", file=sys.stderr, flush=True)
+
+        card = download_model(args.download, base_url=args.from_url, progress=None if args.quiet else show)
+        if not args.quiet:
+            print(file=sys.stderr)
+        print(f"{args.download}: installed in {card.parent} (every file SHA256-checked)")
+        return 0
 
     default = load_registry().get("default")
     for m in list_models():
@@ -235,7 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--device", default="auto")
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=cmd_demo)
-    m = sub.add_parser("models", help="list the model registry")
+    m = sub.add_parser("models", help="list the model registry, or download a registered model")
+    m.add_argument("--download", metavar="ID", help="fetch a registered model into the user cache (SHA256-checked)")
+    m.add_argument("--from", dest="from_url", metavar="URL", help="download from this base URL instead of the registry's")
+    m.add_argument("--quiet", action="store_true")
     m.set_defaults(func=cmd_models)
     return p
 

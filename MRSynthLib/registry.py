@@ -145,8 +145,8 @@ def resolve_model(spec: str | None = None, roles: tuple[str, ...] | None = None)
                 if card_path.exists():
                     _check(card_path, entry["card"]["sha256"])
                     return _bundle_from_card(card_path, entry["files"], roles)
-            raise MRSynthError(f"model '{name}' is registered but not installed; download it from "
-                               f"{entry.get('url', '(no URL)')} into {cache_dir()} or import the file")
+            raise MRSynthError(f"model '{name}' is registered but not installed: `mrsynth models --download "
+                               f"{name}` fetches it into {cache_dir()} (SHA256-checked), or import its files")
     path = Path(str(name))
     if path.suffix == ".onnx":  # any graph of a bundle names its card: <id>.onnx, <id>-style.onnx, <id>-T1_to_T2.onnx
         stem = re.sub(r"-(style|[A-Za-z0-9]+_to_[A-Za-z0-9]+)$", "", path.name.removesuffix(".onnx"))
