@@ -86,6 +86,7 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             qt.QUrl.fromLocalFile(str(self.logic.cacheFolder(create=True)))))
         self.ui.clearCacheButton.clicked.connect(self.onClearCache)
         self.ui.importModelButton.clicked.connect(self.onImportModel)
+        self.ui.downloadModelButton.clicked.connect(self.onDownloadModel)
         self.refreshModels()
         self.initializeParameterNode()
         self.observeRedSlice()
@@ -344,6 +345,15 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onClearCache(self) -> None:
         if slicer.util.confirmOkCancelDisplay(f"Delete all models in {self.logic.cacheFolder()}?"):
             self.logic.clearCache()
+            self.refreshModels()
+
+    def onDownloadModel(self) -> None:
+        """The selected registered model (or the registry's default) into the cache."""
+        from MRSynthLib.registry import load_registry
+
+        with reportErrors("Could not download the model", self.log, waitCursor=True):
+            modelId = self._parameterNode.model or load_registry().get("default", "")
+            self.log(f"Downloaded model '{modelId}' into {self.logic.downloadModel(modelId)} (SHA256-checked).")
             self.refreshModels()
 
     def onImportModel(self) -> None:

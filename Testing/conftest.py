@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import os
+import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -98,3 +102,33 @@ TINY_RECIPE_OPTIONS = {
     "supervised": {"ngf": 4, "n_blocks": 1},
     "simple": {"hidden": 8},
 }
+
+
+@pytest.fixture
+def served(tiny_bundle, tmp_path, monkeypatch):
+    """The tiny bundle published by a local HTTP server (real HTTP on 127.0.0.1) and registered as
+    'tiny-test' with that URL, in a temporary registry and user cache."""
+    site = tmp_path / "site"
+    shutil.copytree(tiny_bundle.parent, site)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # the CLI's stderr must hold its one line only
+            pass
+
+    handler = functools.partial(Quiet, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+
+    from MRSynthLib.registry import sha256
+
+    card = json.loads(tiny_bundle.read_text())
+    res = tmp_path / "Resources"
+    (res / "Models").mkdir(parents=True)
+    (res / "Models.json").write_text(json.dumps({"default": "tiny-test", "models": [{
+        "id": "tiny-test", "version": "1", "card": {"name": tiny_bundle.name, "sha256": sha256(tiny_bundle)},
+        "files": card["files"], "contrasts": card.get("contrasts", []), "license": "Apache-2.0", "url": url}]}))
+    monkeypatch.setenv("MRSYNTH_RESOURCES", str(res))
+    monkeypatch.setenv("MRSYNTH_CACHE", str(tmp_path / "cache"))
+    yield site, url
+    server.shutdown()

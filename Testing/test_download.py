@@ -3,45 +3,12 @@ SHA256-checked against the registry; a tampered file or an unreachable server le
 
 from __future__ import annotations
 
-import functools
-import http.server
-import json
-import shutil
 import socket
-import threading
 from pathlib import Path
 
 import pytest
 
 from MRSynthLib.errors import MRSynthError
-
-
-@pytest.fixture
-def served(tiny_bundle, tmp_path, monkeypatch):
-    """The tiny bundle published by a local HTTP server and registered (as 'tiny-test') with its URL."""
-    site = tmp_path / "site"
-    shutil.copytree(tiny_bundle.parent, site)
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args) -> None:  # the CLI's stderr must hold its one line only
-            pass
-
-    handler = functools.partial(Quiet, directory=str(site))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/"
-
-    from MRSynthLib.registry import sha256
-
-    card = json.loads(tiny_bundle.read_text())
-    res = tmp_path / "Resources"
-    (res / "Models").mkdir(parents=True)
-    (res / "Models.json").write_text(json.dumps({"default": "tiny-test", "models": [{
-        "id": "tiny-test", "version": "1", "card": {"name": tiny_bundle.name, "sha256": sha256(tiny_bundle)},
-        "files": card["files"], "contrasts": card.get("contrasts", []), "license": "Apache-2.0", "url": url}]}))
-    monkeypatch.setenv("MRSYNTH_RESOURCES", str(res))
-    monkeypatch.setenv("MRSYNTH_CACHE", str(tmp_path / "cache"))
-    yield site, url
-    server.shutdown()
 
 
 def test_download_installs_a_checked_bundle_that_then_resolves(served, tmp_path, capsys):

@@ -228,3 +228,22 @@ def test_live_preview_follows_the_red_view(module, small_subject, tiny_bundle):
     second = slicer.util.arrayFromVolume(out)
     changed = second != first
     assert changed.any() and not first[changed].any()  # a new slice was drawn where there was none
+
+
+def test_download_button_fetches_the_selected_registered_model(served, module):
+    """*Download* puts the registry's model into the cache over HTTP (SHA256-checked); a failure (the
+    server gone) is one line and a warning, no traceback."""
+    mod, slicer, gui = module
+    widget = make_widget(mod)
+    assert widget._parameterNode.model == ""  # the registry's default: 'tiny-test', not installed yet
+    widget.ui.downloadModelButton.click()
+    assert "Downloaded model 'tiny-test'" in widget.ui.logTextEdit.lines[-1]
+    assert (widget.logic.cacheFolder() / "tiny-test.json").exists() and gui.dialogs == []
+    site, _ = served
+    for f in site.iterdir():
+        f.unlink()  # the release is gone: 404 for every file
+    widget.logic.clearCache()
+    widget.ui.downloadModelButton.click()
+    line = widget.ui.logTextEdit.lines[-1]
+    assert line.startswith("Could not download the model: could not download") and gui.dialogs == [("warning", line)]
+    assert not (widget.logic.cacheFolder() / "tiny-test.json").exists()

@@ -164,5 +164,13 @@ class InstallLogic:
         shutil.copy2(card_path, folder / Path(card_path).name)
         return bundle.id
 
+    @staticmethod
+    def downloadModel(modelId: str) -> str:
+        """Fetch a registered model into the cache (``MRSynthLib.download``: SHA256-checked, all or nothing);
+        returns the card's path."""
+        from MRSynthLib.download import download_model
+
+        return str(download_model(modelId))
+
     def clearCache(self) -> None:
         shutil.rmtree(self.cacheFolder(), ignore_errors=True)
