@@ -276,29 +276,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-TRAIN_DEPENDENCIES = (("torch", "torch"), ("yaml", "pyyaml"), ("onnx", "onnx"), ("nilearn", "nilearn"))
-
-
-def train_main() -> int:
-    """``mrsynth-train`` entry point: one line naming the ``train`` extra instead of an ImportError
-    traceback when ``pip install .`` left out the training dependencies; then the training CLI."""
-    import importlib.util  # noqa: PLC0415
-
-    def present(module: str) -> bool:
-        try:
-            return importlib.util.find_spec(module) is not None
-        except (ImportError, ValueError):
-            return False
-
-    missing = [package for module, package in TRAIN_DEPENDENCIES if not present(module)]
-    if missing:
-        print(f"mrsynth-train: error: needs {', '.join(missing)}: pip install 'mrsynth[train]'", file=sys.stderr)
-        return 2
-    from mrsynth_train.cli import main as train  # noqa: PLC0415 - the launcher only; the engine never imports it
-
-    return train()
-
-
 if __name__ == "__main__":
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
     sys.exit(main())

@@ -311,11 +311,11 @@ def test_demo_without_nilearn_names_the_extra(tmp_path):
 
 
 def test_mrsynth_train_without_its_extra_names_it(capsys, monkeypatch):
-    from MRSynthLib.cli import train_main
+    from mrsynth_train.cli import launch
 
-    assert re.search(r'^mrsynth-train = "MRSynthLib\.cli:train_main"', PYPROJECT.read_text(), re.M)
+    assert re.search(r'^mrsynth-train = "mrsynth_train\.cli:launch"', PYPROJECT.read_text(), re.M)
     monkeypatch.setitem(sys.modules, "yaml", None)  # as if pyyaml were not installed
-    assert train_main() == 2
+    assert launch() == 2
     assert capsys.readouterr().err.strip() == "mrsynth-train: error: needs pyyaml: pip install 'mrsynth[train]'"
 
 

@@ -134,5 +134,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+TRAIN_DEPENDENCIES = (("torch", "torch"), ("yaml", "pyyaml"), ("onnx", "onnx"), ("nilearn", "nilearn"))
+
+
+def launch() -> int:
+    """``mrsynth-train`` entry point: one line naming the ``train`` extra instead of an ImportError
+    traceback when ``pip install .`` left out the training dependencies; then the training CLI."""
+    import importlib.util  # noqa: PLC0415
+
+    def present(module: str) -> bool:
+        try:
+            return importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            return False
+
+    missing = [package for module, package in TRAIN_DEPENDENCIES if not present(module)]
+    if missing:
+        print(f"mrsynth-train: error: needs {', '.join(missing)}: pip install 'mrsynth[train]'", file=sys.stderr)
+        return 2
+    return main()
+
+
 if __name__ == "__main__":
     sys.exit(main())
