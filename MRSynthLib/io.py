@@ -187,15 +187,6 @@ def _atomic_target(path: Path, suffix: str = ".tmp") -> Iterator[str]:
         raise
 
 
-def written_files(path: str | os.PathLike) -> list[Path]:
-    """Every file a write to ``path`` creates or replaces: the image, and for .mhd/.nhdr its data file."""
-    p = Path(path)
-    ext = _suffix(p)
-    if ext not in _HEADER_ONLY:
-        return [p]
-    return [p, p.with_name(p.name[: -len(ext)] + ".raw")]
-
-
 def data_file_candidates(path: str | os.PathLike) -> list[Path]:
     """Files an image at ``path`` may consist of (a .mhd/.nhdr header names one of these beside it)."""
     p = Path(path)
@@ -204,6 +195,13 @@ def data_file_candidates(path: str | os.PathLike) -> list[Path]:
     if ext is None:
         return [p]
     return [p] + [p.with_name(p.name[: -len(ext)] + d) for d in _DATA_SUFFIXES]
+
+
+def written_files(path: str | os.PathLike) -> list[Path]:
+    """Every file a write to ``path`` creates or replaces: the image, and for .mhd/.nhdr its ``.raw`` data
+    file (ITK writes uncompressed data there). Refuses an unsupported extension."""
+    _suffix(Path(path))
+    return data_file_candidates(path)[:2]
 
 
 def _write_header_and_data(volume: Volume, p: Path) -> None:

@@ -125,6 +125,7 @@ class SynthesisProcess:
         env = dict(os.environ if self.env is None else self.env)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (module_pythonpath(), env.get("PYTHONPATH")) if p)
         env.setdefault("PYTHONUNBUFFERED", "1")
+        env.setdefault("PYTHONIOENCODING", "utf-8")  # _read decodes UTF-8, whatever the parent's locale is
         kwargs: dict = {"start_new_session": True}
         if os.name == "nt":  # pragma: no cover - Windows: a group that taskkill /T can end
             kwargs = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW}

@@ -55,7 +55,7 @@ def test_console_script_shows_progress_on_stderr(case, tiny_bundle, tmp_path):
     exe = Path(sys.executable).parent / "mrsynth"
     out = tmp_path / "o.nii.gz"
     args = [a for a in _synth_args(case, tiny_bundle, out) if a != "--quiet"]
-    proc = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([str(exe), *args], capture_output=True, text=True, encoding="utf-8", timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "slice" in proc.stderr and out.exists()
 
@@ -304,7 +304,7 @@ def test_demo_without_nilearn_names_the_extra(tmp_path):
     env = dict(__import__("os").environ, PYTHONPATH=str(blocker.parent))
     out = tmp_path / "demo"
     proc = subprocess.run([sys.executable, "-m", "MRSynthLib.cli", "demo", "--out", str(out), "--quiet"],
-                          capture_output=True, text=True, env=env, timeout=300)
+                          capture_output=True, text=True, encoding="utf-8", env=env, timeout=300)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
         "mrsynth: error: the phantom simulator needs nilearn: pip install 'mrsynth[phantom]'"], proc.stderr
     assert not out.exists()
@@ -336,11 +336,11 @@ def test_onnx_path_runs_without_torch(case, tiny_bundle, tmp_path):
     out = tmp_path / "o.nii.gz"
     env = dict(os.environ, PYTHONPATH=str(blocker.parent))
     proc = subprocess.run([sys.executable, "-m", "MRSynthLib.cli", *_synth_args(case, tiny_bundle, out)],
-                          capture_output=True, text=True, env=env, timeout=300)
+                          capture_output=True, text=True, encoding="utf-8", env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert out.exists()
     proc = subprocess.run([sys.executable, "-m", "MRSynthLib.cli", *_synth_args(case, tiny_bundle, tmp_path / "t.nii.gz"),
-                           "--backend", "torch"], capture_output=True, text=True, env=env, timeout=300)
+                           "--backend", "torch"], capture_output=True, text=True, encoding="utf-8", env=env, timeout=300)
     assert proc.returncode == 2 and "needs PyTorch" in proc.stderr
 
 

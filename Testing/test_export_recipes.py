@@ -127,12 +127,12 @@ def test_cli_runs_an_exported_pairwise_model(bundles, small_subject, tmp_path):
     out = tmp_path / "flair_synthetic.nii.gz"
     proc = subprocess.run([sys.executable, "-m", "MRSynthLib.cli", "synthesize", "--input", f"T2={t2}",
                            "--target", "FLAIR", "--output", str(out), "--model", str(card_path), "--quiet"],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, encoding="utf-8")
     assert proc.returncode == 0, proc.stderr
     assert out.exists()
     bad = subprocess.run([sys.executable, "-m", "MRSynthLib.cli", "synthesize", "--input", f"T2={t2}",
                           "--target", "T1", "--output", str(tmp_path / "x.nii.gz"), "--model", str(card_path)],
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, encoding="utf-8")
     assert bad.returncode == 2 and "synthesizes T1 from T1Gd" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x.nii.gz").exists()

@@ -87,7 +87,7 @@ def test_engine_imports_stay_light():
     code = ("import sys, MRSynthLib.mrml, MRSynthLib.preview, MRSynthLib.process, MRSynthLib.cli; "
             "print([m for m in ('torch', 'onnxruntime', 'PySide6', 'qt', 'slicer', 'vtk', 'SimpleITK') "
             "if m in sys.modules])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, encoding="utf-8", cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 

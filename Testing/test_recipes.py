@@ -319,7 +319,7 @@ def test_two_process_gan_run_with_uneven_shards(name, tmp_path):
     torchrun = Path(sys.executable).parent / "torchrun"
     proc = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "mrsynth_train.cli", "train",
                            "--config", str(cfg), "--out", str(tmp_path / "run")],
-                          capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=600)
+                          capture_output=True, text=True, encoding="utf-8", env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     log = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4]

@@ -120,7 +120,7 @@ def test_two_process_gloo_run_matches_one_process(tmp_path):
     for world, run in ((1, "one"), (2, "two")):
         proc = subprocess.run([str(torchrun), "--standalone", f"--nproc_per_node={world}", "-m", "mrsynth_train.cli",
                                "train", "--config", str(cfg), "--out", str(tmp_path / run)],
-                              capture_output=True, text=True, env=env, timeout=600)
+                              capture_output=True, text=True, encoding="utf-8", env=env, timeout=600)
         assert proc.returncode == 0, proc.stderr[-2000:]
     one, two = _log(tmp_path / "one"), _log(tmp_path / "two")
     assert [r["step"] for r in two] == [1, 2, 3, 4, 5]
