@@ -90,7 +90,7 @@ def test_dicom_series_folder_is_read(tmp_path):
     arr = (np.random.default_rng(0).random((5, 16, 16)) * 1000).astype(np.int16) + 1
     img = sitk.GetImageFromArray(arr)
     img.SetSpacing((0.8, 0.8, 3.0))
-    writer = sitk.ImageFileWriter()
+    writer = sitk.ImageFileWriter()  # writing DICOM through GDCM switches this process's C locale to "C"
     writer.KeepOriginalImageUIDOn()
     for z in range(arr.shape[0]):
         s = img[:, :, z]
