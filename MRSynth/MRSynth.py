@@ -73,6 +73,9 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.previewTimer.setSingleShot(True)
         self.previewTimer.setInterval(100)  # debounce: re-synthesize 100 ms after the slider or Red view stops
         self.previewTimer.timeout.connect(self.onPreview)
+        self.previewPrepTimer = qt.QTimer()  # polls the worker thread that prepares a new subject's preview
+        self.previewPrepTimer.setInterval(50)
+        self.previewPrepTimer.timeout.connect(self.onPreviewPrepared)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.applyButton.clicked.connect(self.onApplyButton)
@@ -101,6 +104,8 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.run = None
         self.pollTimer.stop()
         self.previewTimer.stop()
+        self.previewPrepTimer.stop()
+        self.logic.resetPreview()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -114,6 +119,7 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """The run's nodes are about to disappear: cancel it (nothing is written)."""
         self.stopRun("Cancelled: the scene was closed; nothing was written.")
         self.previewTimer.stop()
+        self.previewPrepTimer.stop()
         self.setParameterNode(None)
         self.logic.resetPreview()
 
@@ -318,6 +324,7 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.previewTimer.start()  # restarts: only the last value within 100 ms is synthesized
 
     def onPreview(self) -> None:
+        """Draw the Red view's slice; a new subject is first prepared in a worker thread (never freezes)."""
         p, red = self._parameterNode, self.redSliceNode()
         if p is None or red is None or self.run is not None or not p.inputs() or p.target in p.inputs():
             return
@@ -327,6 +334,12 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.livePreviewCheckBox.checked = False
             return
         try:
+            if not self.logic.preparePreview(p.inputs(), p.target, reference=p.referenceVolume, background=True,
+                                             **self.options()):
+                if not self.previewPrepTimer.isActive():
+                    self.log("Preparing the live preview for these inputs (once, about a second)...")
+                    self.previewPrepTimer.start()
+                return
             out = self.logic.previewSlice(p.inputs(), p.target, p.styleAlpha, self.sliceOrigin(red),
                                           reference=p.referenceVolume, output=p.outputVolume, **self.options())
         except MRSynthError as exc:  # one line in the panel, never a dialog while dragging
@@ -340,6 +353,14 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if p.outputVolume is not out:
             p.outputVolume = out
             slicer.util.setSliceViewerLayers(background=out, fit=False)
+
+    def onPreviewPrepared(self) -> None:
+        """The worker is done: draw the slice for the panel's *current* state (it may have moved meanwhile)."""
+        if self.logic.previewPreparing():
+            return
+        self.previewPrepTimer.stop()
+        if self.ui.livePreviewCheckBox.checked:
+            self.onPreview()
 
     # --- model cache -----------------------------------------------------------------------------
     def onClearCache(self) -> None:

@@ -8,6 +8,8 @@ background ``mrsynth`` process and the model are real.
 from __future__ import annotations
 
 import os
+import threading
+import time
 import warnings
 
 import numpy as np
@@ -44,6 +46,26 @@ def _use_model(widget, bundle, device="cpu"):
     combo = widget.ui.modelComboBox
     combo.currentIndex = next(i for i in range(combo.count) if combo.itemText(i) == "tiny-test (imported)")
     widget.ui.deviceComboBox.setCurrentText(device)
+
+
+def _finish_preparation(widget, timeout: float = 60.0) -> None:
+    """Let the preview's worker thread end, then deliver the poll Qt's timer would deliver."""
+    deadline = time.monotonic() + timeout
+    while widget.logic.previewPreparing():
+        assert time.monotonic() < deadline, "the preview preparation never ended"
+        time.sleep(0.01)
+    widget.previewPrepTimer.fire()
+
+
+def _move_red(red, ras) -> None:
+    m = red.GetSliceToRAS()
+    for r in range(3):
+        m.SetElement(r, 3, ras[r])
+    red.UpdateMatrices()
+
+
+def _centre(volume) -> np.ndarray:
+    return (volume.affine_ras @ np.r_[np.array(volume.size_ijk) / 2, 1])[:3]
 
 
 def _target_enabled(ui) -> dict:
@@ -176,7 +198,8 @@ def test_scene_close_and_cleanup_cancel_the_run(module, small_subject, tiny_bund
     workdir = run.workdir
     widget.cleanup()  # module reload / Slicer exit
     assert run.process.poll().state == "cancelled" and not os.path.exists(workdir)
-    assert not widget.pollTimer.active and not widget.previewTimer.active and not widget.Observations
+    assert not widget.pollTimer.active and not widget.previewTimer.active and not widget.previewPrepTimer.active
+    assert not widget.Observations
 
 
 def test_model_and_device_are_restored_from_the_parameter_node(module, small_subject, tiny_bundle):
@@ -204,30 +227,78 @@ def test_live_preview_follows_the_red_view(module, small_subject, tiny_bundle):
     widget = make_widget(mod)
     _use_model(widget, tiny_bundle)
     red = widget.redSliceNode()
-    t1 = small_subject.volumes["T1"]
-    centre = t1.affine_ras @ np.r_[np.array(t1.size_ijk) / 2, 1]
-
-    def move_red(ras):
-        m = red.GetSliceToRAS()
-        for r in range(3):
-            m.SetElement(r, 3, ras[r])
-        red.UpdateMatrices()
-
-    move_red(centre[:3])
+    centre = _centre(small_subject.volumes["T1"])
+    _move_red(red, centre)
     assert not widget.previewTimer.active  # live preview is off
     widget.ui.livePreviewCheckBox.checked = True
     widget.previewTimer.fire()
+    _finish_preparation(widget)
     out = widget._parameterNode.outputVolume
     first = slicer.util.arrayFromVolume(out).copy()
     assert out is not None and first.any() and out is not nodes["T1"]
     red.SetFieldOfView(300.0, 300.0, 1.0)  # zooming leaves the slice where it is: no new preview
     assert not widget.previewTimer.active
-    move_red(centre[:3] + np.array([0.0, 0.0, 8.0]))  # scroll the Red view
+    _move_red(red, centre + np.array([0.0, 0.0, 8.0]))  # scroll the Red view
     assert widget.previewTimer.active
-    widget.previewTimer.fire()
+    widget.previewTimer.fire()  # same subject: drawn at once, no new preparation
+    assert not widget.previewPrepTimer.active
     second = slicer.util.arrayFromVolume(out)
     changed = second != first
     assert changed.any() and not first[changed].any()  # a new slice was drawn where there was none
+
+
+def test_a_new_subject_is_prepared_off_the_main_thread(module, small_subject, tiny_bundle, monkeypatch):
+    """Preparing a subject (~1 s) runs in a worker thread: the slot returns at once, the user can go on
+    scrolling meanwhile without a second worker starting, and what is drawn at the end is the Red view's
+    slice *now*; a failed preparation is one line in the panel."""
+    import MRSynthLib.preview as preview
+    from MRSynthLib.errors import MRSynthError
+
+    mod, slicer, gui = module
+    nodes = _subject(slicer, small_subject)
+    widget = make_widget(mod)
+    _use_model(widget, tiny_bundle)
+    release, workers = threading.Event(), []
+
+    class HeldSession(preview.PreviewSession):  # the real session, started only when the test says so
+        def __init__(self, *args, **kwargs) -> None:
+            workers.append(threading.current_thread())
+            assert release.wait(30)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(preview, "PreviewSession", HeldSession)
+    red, centre = widget.redSliceNode(), _centre(small_subject.volumes["T1"])
+    _move_red(red, centre)
+    widget.ui.livePreviewCheckBox.checked = True
+    widget.previewTimer.fire()
+    assert widget.logic.previewPreparing() and widget.previewPrepTimer.active
+    assert widget._parameterNode.outputVolume is None
+    assert widget.ui.logTextEdit.lines[-1].startswith("Preparing the live preview")
+    moved = centre + np.array([0.0, 0.0, 8.0])
+    _move_red(red, moved)  # the user scrolls on while it prepares
+    widget.previewTimer.fire()
+    widget.previewPrepTimer.fire()  # still preparing: nothing drawn, no second worker
+    assert widget._parameterNode.outputVolume is None and widget.previewPrepTimer.active
+    release.set()
+    _finish_preparation(widget)
+    assert len(workers) == 1 and workers[0] is not threading.main_thread()
+    assert not widget.previewPrepTimer.active
+    drawn = slicer.util.arrayFromVolume(widget._parameterNode.outputVolume).copy()
+    fresh = mod.MRSynthLogic()  # the blocking console path, prepared from scratch, at the moved slice
+    expected = slicer.util.arrayFromVolume(fresh.previewSlice(nodes, widget._parameterNode.target, 0.0,
+                                                              tuple(moved), **widget.options()))
+    assert drawn.any() and np.array_equal(drawn, expected)
+
+    def failing(*args, **kwargs):
+        raise MRSynthError("model 'x' cannot make FLAIR")
+
+    monkeypatch.setattr(preview, "PreviewSession", failing)
+    nodes["T2"].GetImageData().Modified()  # new voxels: prepared again
+    widget.previewTimer.start()
+    widget.previewTimer.fire()
+    _finish_preparation(widget)
+    assert widget.ui.logTextEdit.lines[-1] == "Preview: model 'x' cannot make FLAIR" and gui.dialogs == []
+    assert widget.ui.livePreviewCheckBox.checked and not widget.previewPrepTimer.active
 
 
 def test_download_button_fetches_the_selected_registered_model(served, module):

@@ -3,11 +3,33 @@
 Kept out of ``MRSynth.py`` (like ``InstallLogic``) so the module file stays a thin Module/Widget/Logic;
 the work itself is ``MRSynthLib.preview.PreviewSession``. Mixed into ``MRSynthLogic``, whose
 ``engine(model, device)`` it uses.
+
+Preparing a subject (model load, alignment, normalization, the reference's style code) takes about a
+second, which would freeze Slicer on every new subject. The panel therefore prepares in a worker thread
+(``preparePreview(..., background=True)``) and polls; the nodes are read on the main thread first,
+because MRML is not thread-safe. Each slice after that is ~10 ms and is drawn on the main thread.
 """
 
 from __future__ import annotations
 
+import threading
+
 import slicer
+
+
+class _Preparation:
+    """One worker thread building a ``PreviewSession``; the result or the error is kept for the main thread."""
+
+    def __init__(self, key, make) -> None:
+        self.key, self.session, self.error = key, None, None
+        self.thread = threading.Thread(target=self._run, args=(make,), name="MRSynth preview", daemon=True)
+        self.thread.start()
+
+    def _run(self, make) -> None:
+        try:
+            self.session = make()
+        except BaseException as exc:  # re-raised on the main thread, where the panel reports it
+            self.error = exc
 
 
 class PreviewLogic:
@@ -15,30 +37,78 @@ class PreviewLogic:
 
     _preview = None
     _previewKey = None
+    _preparation: _Preparation | None = None
 
     def resetPreview(self) -> None:
-        self._preview, self._previewKey = None, None
+        """Forget the prepared subject; a preparation still running is dropped when it ends."""
+        self._preview, self._previewKey, self._preparation = None, None, None
+
+    def previewPreparing(self) -> bool:
+        """True while a worker thread is preparing the preview (the panel polls this)."""
+        return self._preparation is not None and self._preparation.thread.is_alive()
+
+    def preparePreview(self, inputs: dict, target: str, reference=None, model=None, device: str = "auto",
+                       secondTarget=None, mask=None, matchHistogram: bool = False, calibrate: bool = True,
+                       background: bool = False, **_ignored) -> bool:
+        """Make the preview ready for this request; True when it is.
+
+        ``background=True`` never blocks: it starts (or keeps) a worker for the request and returns False
+        until that worker has finished; a worker's error is raised here, once, on the main thread. One worker
+        at a time: a request that changed while one runs waits for it (rapid changes never pile up threads)."""
+        from MRSynthLib.mrml import check_nodes
+
+        check_nodes(inputs, target, None, reference, mask)
+        ident = lambda n: None if n is None else (n.GetID(), n.GetImageData() and n.GetImageData().GetMTime())  # noqa: E731
+        key = (tuple((c, ident(n)) for c, n in inputs.items()), target, ident(reference), ident(mask),
+               secondTarget, model, device, matchHistogram, calibrate)
+        if key == self._previewKey:
+            return True
+        job = self._preparation
+        if background and job is not None and job.thread.is_alive():
+            return False
+        if job is not None and job.key == key:
+            job.thread.join()  # only a blocking caller (the console) gets here while it runs: it waits
+            self._preparation = None
+            if job.error is not None:
+                raise job.error
+            self._preview, self._previewKey = job.session, key
+            return True
+        make = self._sessionMaker(inputs, target, reference, model, device, secondTarget, mask, matchHistogram,
+                                  calibrate)
+        if not background:
+            self._preview, self._previewKey = make(), key
+            return True
+        self._preparation = _Preparation(key, make)
+        return False
+
+    def _sessionMaker(self, inputs, target, reference, model, device, secondTarget, mask, matchHistogram,
+                      calibrate):
+        """Read the nodes now (main thread); the returned function builds the session anywhere."""
+        from MRSynthLib.mrml import volume_from_node
+        from MRSynthLib.preview import PreviewSession
+
+        volumes = {c: volume_from_node(n, c) for c, n in inputs.items()}
+        referenceVolume = volume_from_node(reference, "reference") if reference is not None else None
+        maskVolume = volume_from_node(mask, "mask", check=False) if mask is not None else None
+
+        def make():
+            engine, model_id = self.engine(model, device)
+            return PreviewSession(engine, volumes, target, reference=referenceVolume, second_target=secondTarget,
+                                  mask=maskVolume, model_id=model_id, match_histogram=matchHistogram,
+                                  calibrate=calibrate)
+
+        return make
 
     def previewSlice(self, inputs: dict, target: str, styleAlpha: float, ras, reference=None, output=None,
                      model=None, device: str = "auto", secondTarget=None, mask=None, matchHistogram: bool = False,
                      calibrate: bool = True, **_ignored):
-        """Re-synthesize the slice through ``ras`` into the output node; prepares the subject once."""
-        from MRSynthLib.mrml import check_nodes, volume_from_node, write_output_node
-        from MRSynthLib.preview import PreviewSession
+        """Re-synthesize the slice through ``ras`` into the output node (blocking: prepares the subject
+        first if needed; the panel calls ``preparePreview(background=True)`` before, so this is quick)."""
+        from MRSynthLib.mrml import check_nodes, write_output_node
 
         check_nodes(inputs, target, output, reference, mask)
-        ident = lambda n: None if n is None else (n.GetID(), n.GetImageData() and n.GetImageData().GetMTime())  # noqa: E731
-        key = (tuple((c, ident(n)) for c, n in inputs.items()), target, ident(reference), ident(mask),
-               secondTarget, model, device, matchHistogram, calibrate)
-        if key != self._previewKey:
-            engine, model_id = self.engine(model, device)
-            self._preview = PreviewSession(
-                engine, {c: volume_from_node(n, c) for c, n in inputs.items()}, target,
-                reference=volume_from_node(reference, "reference") if reference is not None else None,
-                second_target=secondTarget,
-                mask=volume_from_node(mask, "mask", check=False) if mask is not None else None,
-                model_id=model_id, match_histogram=matchHistogram, calibrate=calibrate)
-            self._previewKey = key
+        self.preparePreview(inputs, target, reference=reference, model=model, device=device,
+                            secondTarget=secondTarget, mask=mask, matchHistogram=matchHistogram, calibrate=calibrate)
         session = self._preview
         index = session.index_from_ras(ras)
         session.synthesize_slice(styleAlpha, index)
