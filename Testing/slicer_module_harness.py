@@ -83,14 +83,16 @@ def _fake_scripted_module(module_dir: Path) -> types.ModuleType:
 
     class Logic(Base):
         def getParameterNode(self):
-            """The scene's one parameter node of the module (created on first use), as Slicer does."""
+            """The scene's one parameter node of the module, as Slicer's ScriptedLoadableModuleLogic makes it:
+            a singleton (tag = module name), so loading a saved scene fills *this* node in place."""
             scene = slicer.mrmlScene
-            nodes = scene.GetNodesByClass("vtkMRMLScriptedModuleNode")
-            for i in range(nodes.GetNumberOfItems()):
-                if nodes.GetItemAsObject(i).GetAttribute("ModuleName") == "MRSynth":
-                    return nodes.GetItemAsObject(i)
-            node = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode", "MRSynth")
-            node.SetAttribute("ModuleName", "MRSynth")
+            node = scene.GetSingletonNode("MRSynth", "vtkMRMLScriptedModuleNode")
+            if node is None:
+                node = scene.CreateNodeByClass("vtkMRMLScriptedModuleNode")
+                node.UnRegister(None)
+                node.SetSingletonTag("MRSynth")
+                node.SetAttribute("ModuleName", "MRSynth")
+                node = scene.AddNode(node)
             return node
 
     for name in ("ScriptedLoadableModule", "ScriptedLoadableModuleTest"):

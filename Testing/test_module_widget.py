@@ -318,3 +318,38 @@ def test_download_button_fetches_the_selected_registered_model(served, module):
     line = widget.ui.logTextEdit.lines[-1]
     assert line.startswith("Could not download the model: could not download") and gui.dialogs == [("warning", line)]
     assert not (widget.logic.cacheFolder() / "tiny-test.json").exists()
+
+
+def test_panel_state_survives_saving_and_reopening_the_scene(module, small_subject, tiny_bundle, tmp_path):
+    """File > Save, Close, then load the .mrml: a real vtkMRMLScene XML round trip of the parameter node
+    (singleton, as Slicer makes it). The reopened panel shows the same inputs, target, style, model and
+    device — and Apply would run what was saved."""
+    mod, slicer, _ = module
+    nodes = _subject(slicer, small_subject)
+    widget = make_widget(mod)
+    _use_model(widget, tiny_bundle)
+    ui, p = widget.ui, widget._parameterNode
+    ui.targetComboBox.setCurrentText("PD")
+    ui.secondTargetComboBox.setCurrentText("FLAIR")
+    ui.styleAlphaSlider.value = 0.7
+    ui.batchSizeSpinBox.value = 3
+    ui.calibrateCheckBox.checked = False
+    saved = widget.request()
+    scene = slicer.mrmlScene
+    scene.SetRootDirectory(str(tmp_path))
+    scene.SetURL(str(tmp_path / "session.mrml"))
+    assert scene.Commit()
+    scene.Clear(False)  # File > Close: StartClose/EndClose reach the panel, which rebinds to a fresh node
+    assert widget._parameterNode.inputs() == {} and widget._parameterNode.target == "FLAIR"
+    scene.SetURL(str(tmp_path / "session.mrml"))
+    assert scene.Import()
+    p = widget._parameterNode
+    loaded = {c: n.GetName() for c, n in p.inputs().items()}
+    assert loaded == {c: n.GetName() for c, n in nodes.items()}
+    assert (p.target, p.secondTarget, p.styleAlpha, p.batchSize, p.calibrateIntensities) == ("PD", "FLAIR", 0.7, 3, False)
+    assert p.model == saved.options["model"] and p.device == "cpu"
+    assert ui.targetComboBox.currentText == "PD" and ui.styleAlphaSlider.value == 0.7  # the panel shows it
+    assert ui.modelComboBox.currentText == "tiny-test (imported)" and ui.deviceComboBox.currentText == "cpu"
+    again = widget.request()
+    assert (again.target, again.styleAlpha, again.options["secondTarget"], again.options["calibrate"]) == \
+        (saved.target, saved.styleAlpha, saved.options["secondTarget"], saved.options["calibrate"])
