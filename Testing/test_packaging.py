@@ -69,6 +69,9 @@ def test_extension_metadata_is_complete():
         assert url.startswith(prefix) and (ROOT / url.removeprefix(prefix)).is_file(), f"{url}: no such file here"
     entry = json.loads((ROOT / "MRSynth.json").read_text(encoding="utf-8"))
     assert re.search(r"catalog-entry-schema-v1\.0\.\d+\.json", entry["$schema"])
+    allowed = {"$schema", "category", "scm_url", "scm_revision", "scm_type", "build_dependencies",
+               "build_subdirectory", "enabled", "tier"}  # the schema has additionalProperties: false
+    assert set(entry) <= allowed, set(entry) - allowed
     assert entry["category"] == meta["EXTENSION_CATEGORY"]
     assert entry["scm_url"].startswith("https://") and entry["scm_revision"] and entry["build_subdirectory"]
     assert isinstance(entry["build_dependencies"], list) and entry["tier"] in (1, 3, 5)
