@@ -268,7 +268,8 @@ def _fake_sample_data(folder):
 
 
 def test_module_self_test_runs_on_the_registered_sample_brain(module, monkeypatch, tmp_path):
-    """MRSynthTest itself (console API, labels, geometry, background process = in-process voxels) on the
+    """MRSynthTest itself (console API, labels, geometry, background process = in-process voxels, preview
+    slice = full run's slice) on the
     sample subject whose files `mrsynth demo` writes; their bytes must match the SHA256 registered."""
     import sys
     import unittest
@@ -295,4 +296,4 @@ def test_module_self_test_runs_on_the_registered_sample_brain(module, monkeypatc
     result = unittest.TextTestRunner(stream=open(tmp_path / "log.txt", "w"), verbosity=0).run(MRSynthTest("runTest"))
     assert result.wasSuccessful(), (result.errors + result.failures)[0][1][-1500:]
     out = [n for n in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode") if n.GetAttribute("MRSynth.Synthetic")]
-    assert len(out) == 2  # the console run and the background run
+    assert len(out) == 4  # the console run, the background run, the uncalibrated run and the preview
