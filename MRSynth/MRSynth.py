@@ -26,6 +26,7 @@ if os.path.isdir(os.path.join(_SOURCE_ROOT, "MRSynthLib")) and _SOURCE_ROOT not 
 from MRSynthSlicerLib import registerSampleData  # noqa: E402
 from MRSynthSlicerLib.BackgroundRun import BackgroundRun, RunRequest  # noqa: E402
 from MRSynthSlicerLib.Logic import MRSynthLogic  # noqa: E402 - also `from MRSynth import MRSynthLogic`
+from MRSynthSlicerLib.ModelPanel import ModelPanel  # noqa: E402
 from MRSynthSlicerLib.Parameters import CONTRASTS, NO_SECOND, MRSynthParameterNode  # noqa: E402, F401
 from MRSynthSlicerLib.SelfTest import MRSynthTest  # noqa: E402, F401 - Slicer looks the test up here
 from MRSynthSlicerLib.UserErrors import reportErrors, reportUserError  # noqa: E402
@@ -49,7 +50,7 @@ class MRSynth(ScriptedLoadableModule):
         slicer.app.connect("startupCompleted()", registerSampleData)
 
 
-class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ModelPanel):
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
@@ -84,13 +85,7 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.livePreviewCheckBox.toggled.connect(lambda _on: self.schedulePreview())
         self.ui.matchHistogramCheckBox.toggled.connect(lambda _on: self.schedulePreview())
         self.ui.calibrateCheckBox.toggled.connect(lambda _on: self.schedulePreview())
-        self.ui.modelComboBox.currentIndexChanged.connect(self.onModelSelected)
-        self.ui.openCacheButton.clicked.connect(lambda: qt.QDesktopServices.openUrl(
-            qt.QUrl.fromLocalFile(str(self.logic.cacheFolder(create=True)))))
-        self.ui.clearCacheButton.clicked.connect(self.onClearCache)
-        self.ui.importModelButton.clicked.connect(self.onImportModel)
-        self.ui.downloadModelButton.clicked.connect(self.onDownloadModel)
-        self.refreshModels()
+        self.setupModelPanel()
         self.initializeParameterNode()
         self.observeRedSlice()
 
@@ -105,6 +100,7 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.pollTimer.stop()
         self.previewTimer.stop()
         self.previewPrepTimer.stop()
+        self.downloadTimer.stop()
         self.logic.resetPreview()
         self.removeObservers()
 
@@ -180,39 +176,6 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.deviceWarningLabel.setText(message)
         self.ui.deviceWarningLabel.setVisible(bool(message))
         self.selectModel(p.model)
-
-    def selectModel(self, modelId: str) -> None:
-        """Show ``modelId`` in the model box without writing it back to the parameter node."""
-        combo = self.ui.modelComboBox
-        index = combo.findData(modelId or "")
-        if index >= 0 and index != combo.currentIndex:
-            wasBlocked = combo.blockSignals(True)
-            combo.currentIndex = index
-            combo.blockSignals(wasBlocked)
-
-    def restoreModel(self) -> None:
-        """The model saved with the scene, or the default (with a line) when it is not available here."""
-        p = self._parameterNode
-        if p is None:
-            return
-        if p.model and self.ui.modelComboBox.findData(p.model) < 0:
-            self.log(f"Model '{p.model}' (saved with the scene) is not available here; using the default.")
-            p.model = ""
-        self.selectModel(p.model)
-
-    def onModelSelected(self, _index: int) -> None:
-        if self._parameterNode is not None:
-            self._parameterNode.model = self.ui.modelComboBox.currentData or ""
-
-    def refreshModels(self) -> None:
-        combo = self.ui.modelComboBox
-        wasBlocked = combo.blockSignals(True)  # refilling must not overwrite the saved choice
-        combo.clear()
-        for model_id, label in self.logic.availableModels():
-            combo.addItem(label, model_id)
-        combo.blockSignals(wasBlocked)
-        self.ui.cacheLabel.setText(str(self.logic.cacheFolder()))
-        self.restoreModel()
 
     def log(self, text: str) -> None:
         self.ui.logTextEdit.appendPlainText(text)
@@ -361,25 +324,3 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.previewPrepTimer.stop()
         if self.ui.livePreviewCheckBox.checked:
             self.onPreview()
-
-    # --- model cache -----------------------------------------------------------------------------
-    def onClearCache(self) -> None:
-        if slicer.util.confirmOkCancelDisplay(f"Delete all models in {self.logic.cacheFolder()}?"):
-            self.logic.clearCache()
-            self.refreshModels()
-
-    def onDownloadModel(self) -> None:
-        """The selected registered model (or the registry's default) into the cache."""
-        from MRSynthLib.registry import load_registry
-
-        with reportErrors("Could not download the model", self.log, waitCursor=True):
-            modelId = self._parameterNode.model or load_registry().get("default", "")
-            self.log(f"Downloaded model '{modelId}' into {self.logic.downloadModel(modelId)} (SHA256-checked).")
-            self.refreshModels()
-
-    def onImportModel(self) -> None:
-        path = qt.QFileDialog.getOpenFileName(None, "Import MRSynth model card", "", "Model card (*.json)")
-        if path:
-            with reportErrors("Could not import the model", self.log, waitCursor=True):
-                self.log(f"Imported model '{self.logic.importModel(path)}' into the cache.")
-                self.refreshModels()

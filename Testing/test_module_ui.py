@@ -50,7 +50,8 @@ def ui_xml():
 
 @pytest.fixture(scope="module")
 def code_names():
-    text = MODULE.read_text(encoding="utf-8")
+    """The Widget's code: MRSynth.py and its mixins in MRSynthSlicerLib (e.g. ModelPanel.py)."""
+    text = "\n".join(f.read_text(encoding="utf-8") for f in [MODULE, *sorted((MODULE.parent / "MRSynthSlicerLib").glob("*.py"))])
     names = set(re.findall(r"self\.ui\.(\w+)", text))
     if 'f"input{contrast}Selector"' in text:
         names |= {f"input{c}Selector" for c in CONTRASTS}

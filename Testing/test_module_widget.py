@@ -301,23 +301,41 @@ def test_a_new_subject_is_prepared_off_the_main_thread(module, small_subject, ti
     assert widget.ui.livePreviewCheckBox.checked and not widget.previewPrepTimer.active
 
 
+def _finish_download(widget, timeout: float = 60.0) -> None:
+    """Let the download's worker thread end, then deliver the poll Qt's timer would deliver."""
+    deadline = time.monotonic() + timeout
+    while widget.download is not None and widget.download[1].alive:
+        assert time.monotonic() < deadline, "the download never ended"
+        time.sleep(0.01)
+    widget.downloadTimer.fire()
+
+
 def test_download_button_fetches_the_selected_registered_model(served, module):
-    """*Download* puts the registry's model into the cache over HTTP (SHA256-checked); a failure (the
-    server gone) is one line and a warning, no traceback."""
+    """*Download* puts the registry's model into the cache over HTTP (SHA256-checked) in a worker thread,
+    the button off meanwhile; a failure (the server gone) is one line and a warning, no traceback."""
     mod, slicer, gui = module
     widget = make_widget(mod)
     assert widget._parameterNode.model == ""  # the registry's default: 'tiny-test', not installed yet
     widget.ui.downloadModelButton.click()
+    assert widget.download is not None and widget.downloadTimer.active
+    assert not widget.ui.downloadModelButton.enabled
+    assert widget.ui.logTextEdit.lines[-1] == "Downloading model 'tiny-test'..."
+    _finish_download(widget)
     assert "Downloaded model 'tiny-test'" in widget.ui.logTextEdit.lines[-1]
+    assert widget.downloadProgress[0] == widget.downloadProgress[1] > 0  # the worker reported the bytes
     assert (widget.logic.cacheFolder() / "tiny-test.json").exists() and gui.dialogs == []
+    assert widget.ui.downloadModelButton.enabled and not widget.downloadTimer.active
+    assert widget.download is None
     site, _ = served
     for f in site.iterdir():
         f.unlink()  # the release is gone: 404 for every file
     widget.logic.clearCache()
     widget.ui.downloadModelButton.click()
+    _finish_download(widget)
     line = widget.ui.logTextEdit.lines[-1]
     assert line.startswith("Could not download the model: could not download") and gui.dialogs == [("warning", line)]
     assert not (widget.logic.cacheFolder() / "tiny-test.json").exists()
+    assert widget.ui.downloadModelButton.enabled
 
 
 def test_panel_state_survives_saving_and_reopening_the_scene(module, small_subject, tiny_bundle, tmp_path):

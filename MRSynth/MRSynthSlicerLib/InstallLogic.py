@@ -165,12 +165,12 @@ class InstallLogic:
         return bundle.id
 
     @staticmethod
-    def downloadModel(modelId: str) -> str:
+    def downloadModel(modelId: str, progress=None) -> str:
         """Fetch a registered model into the cache (``MRSynthLib.download``: SHA256-checked, all or nothing);
-        returns the card's path."""
+        returns the card's path. ``progress(done, total, name)`` is called per chunk (from the caller's thread)."""
         from MRSynthLib.download import download_model
 
-        return str(download_model(modelId))
+        return str(download_model(modelId, progress=progress))
 
     def clearCache(self) -> None:
         shutil.rmtree(self.cacheFolder(), ignore_errors=True)

@@ -12,24 +12,9 @@ because MRML is not thread-safe. Each slice after that is ~10 ms and is drawn on
 
 from __future__ import annotations
 
-import threading
-
 import slicer
 
-
-class _Preparation:
-    """One worker thread building a ``PreviewSession``; the result or the error is kept for the main thread."""
-
-    def __init__(self, key, make) -> None:
-        self.key, self.session, self.error = key, None, None
-        self.thread = threading.Thread(target=self._run, args=(make,), name="MRSynth preview", daemon=True)
-        self.thread.start()
-
-    def _run(self, make) -> None:
-        try:
-            self.session = make()
-        except BaseException as exc:  # re-raised on the main thread, where the panel reports it
-            self.error = exc
+from .WorkerThread import WorkerThread
 
 
 class PreviewLogic:
@@ -37,7 +22,7 @@ class PreviewLogic:
 
     _preview = None
     _previewKey = None
-    _preparation: _Preparation | None = None
+    _preparation: tuple | None = None  # (request key, WorkerThread) while a worker prepares
 
     def resetPreview(self) -> None:
         """Forget the prepared subject; a preparation still running is dropped when it ends."""
@@ -45,7 +30,7 @@ class PreviewLogic:
 
     def previewPreparing(self) -> bool:
         """True while a worker thread is preparing the preview (the panel polls this)."""
-        return self._preparation is not None and self._preparation.thread.is_alive()
+        return self._preparation is not None and self._preparation[1].alive
 
     def preparePreview(self, inputs: dict, target: str, reference=None, model=None, device: str = "auto",
                        secondTarget=None, mask=None, matchHistogram: bool = False, calibrate: bool = True,
@@ -63,22 +48,19 @@ class PreviewLogic:
                secondTarget, model, device, matchHistogram, calibrate)
         if key == self._previewKey:
             return True
-        job = self._preparation
-        if background and job is not None and job.thread.is_alive():
+        if background and self.previewPreparing():
             return False
-        if job is not None and job.key == key:
-            job.thread.join()  # only a blocking caller (the console) gets here while it runs: it waits
-            self._preparation = None
-            if job.error is not None:
-                raise job.error
-            self._preview, self._previewKey = job.session, key
+        if self._preparation is not None and self._preparation[0] == key:
+            worker, self._preparation = self._preparation[1], None
+            self._preview = worker.result()  # raises the worker's error; a blocking caller waits for it
+            self._previewKey = key
             return True
         make = self._sessionMaker(inputs, target, reference, model, device, secondTarget, mask, matchHistogram,
                                   calibrate)
         if not background:
             self._preview, self._previewKey = make(), key
             return True
-        self._preparation = _Preparation(key, make)
+        self._preparation = (key, WorkerThread(make, "MRSynth preview"))
         return False
 
     def _sessionMaker(self, inputs, target, reference, model, device, secondTarget, mask, matchHistogram,
