@@ -49,13 +49,13 @@ def install(monkeypatch):
     return module, calls, missing
 
 
-def _packaging(monkeypatch, calls, declined: bool):
+def _packaging(monkeypatch, calls, declined: bool, name: str = "slicer.packaging"):
     def pip_ensure(requirements, prompt_install=True, requester=None, **_kw):
         calls.ensure.append(([str(r) for r in requirements], prompt_install, requester))
         if declined:
             raise RuntimeError("User declined package installation")
 
-    monkeypatch.setitem(sys.modules, "slicer.packaging", types.SimpleNamespace(pip_ensure=pip_ensure))
+    monkeypatch.setitem(sys.modules, name, types.SimpleNamespace(pip_ensure=pip_ensure))
 
 
 def test_slicer_installer_is_found_even_when_not_imported_as_an_attribute(install, monkeypatch):
@@ -69,9 +69,20 @@ def test_slicer_installer_is_found_even_when_not_imported_as_an_attribute(instal
     assert err.value.__suppress_context__  # no pip/dialog traceback chained to it
 
 
+def test_slicer_pydeps_is_used_where_a_build_names_the_installer_so(install, monkeypatch):
+    """Some Slicer 5.11 preview builds call the installer ``slicer.pydeps`` (same ``pip_ensure``)."""
+    module, calls, _ = install
+    monkeypatch.setitem(sys.modules, "slicer.packaging", types.SimpleNamespace())  # an older package form
+    _packaging(monkeypatch, calls, declined=False, name="slicer.pydeps")
+    with pytest.raises(MRSynthError, match="still missing after installation"):  # the fake installs nothing
+        module.InstallLogic().ensureDependencies(confirm=False)
+    assert calls.ensure == [([PIN], False, "MRSynth")] and not calls.pip
+
+
 def test_fallback_pip_install_declined_failed_or_done(install, monkeypatch):
     module, calls, missing = install
     monkeypatch.setitem(sys.modules, "slicer.packaging", None)  # an older Slicer: no slicer.packaging
+    monkeypatch.setitem(sys.modules, "slicer.pydeps", None)
     logic = module.InstallLogic()
     calls.answer = False
     with pytest.raises(MRSynthError, match=f"installation of {re.escape(PIN)} was declined; nothing was run"):

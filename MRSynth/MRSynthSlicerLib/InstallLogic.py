@@ -43,12 +43,17 @@ def registerSampleData():
 
 
 def _slicerPackaging():
-    """``slicer.packaging`` (Slicer's installer) when this Slicer has it; ``getattr(slicer, "packaging")``
-    would be None until something imported the submodule."""
-    try:
-        return importlib.import_module("slicer.packaging")
-    except ImportError:
-        return None
+    """Slicer's installer module with ``pip_ensure``: ``slicer.packaging`` (Slicer 5.11+), or
+    ``slicer.pydeps`` (its name in some 5.11 preview builds); None on older Slicers. Imported by name:
+    ``getattr(slicer, "packaging")`` would be None until something imported the submodule."""
+    for name in ("slicer.packaging", "slicer.pydeps"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        if hasattr(module, "pip_ensure"):
+            return module
+    return None
 
 
 def _requirements(specs: list[str]) -> list:
@@ -80,7 +85,7 @@ class InstallLogic:
         names = ", ".join(missing)
         try:
             installer = _slicerPackaging()
-            if installer is not None and hasattr(installer, "pip_ensure"):
+            if installer is not None:
                 installer.pip_ensure(_requirements(missing), prompt_install=confirm, requester="MRSynth")
             else:
                 if confirm and not slicer.util.confirmOkCancelDisplay(
