@@ -102,6 +102,8 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ModelPane
         self.previewPrepTimer.stop()
         self.downloadTimer.stop()
         self.logic.resetPreview()
+        self.unbindParameterNode()  # a reloaded module's old panel must not follow the parameter node
+        self._parameterNode = None
         self.removeObservers()
 
     def enter(self) -> None:
@@ -109,7 +111,14 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ModelPane
         self.observeRedSlice()
 
     def exit(self) -> None:
+        """Another module is shown: stop following the parameter node and the Red view (no preview runs
+        behind the user's back); an Apply in progress goes on and its result is still loaded."""
         self.unbindParameterNode()
+        self.previewTimer.stop()
+        self.previewPrepTimer.stop()
+        red = self.redSliceNode()
+        if red is not None and self.hasObserver(red, vtk.vtkCommand.ModifiedEvent, self.onRedSliceModified):
+            self.removeObserver(red, vtk.vtkCommand.ModifiedEvent, self.onRedSliceModified)
 
     def onSceneStartClose(self, caller, event) -> None:
         """The run's nodes are about to disappear: cancel it (nothing is written)."""

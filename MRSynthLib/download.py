@@ -77,7 +77,11 @@ def download_model(model_id: str, base_url: str | None = None, timeout: float = 
         for name, sha in wanted:
             _fetch(base + name, staging / name, sha, timeout, progress)
         for name, _ in wanted:  # the card comes last: a card in the cache means the bundle is complete
-            os.replace(staging / name, target / name)
+            try:
+                os.replace(staging / name, target / name)
+            except OSError as exc:
+                raise MRSynthError(f"could not put {name} into the model cache {target}: "
+                                   f"{exc.strerror or exc}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target / entry["card"]["name"]

@@ -19,6 +19,8 @@ from .volume import Volume
 
 SYNTHETIC_DESCRIPTION = ("SYNTHETIC {target} image computed by MRSynth (model {model}) from {inputs}. "
                          "It is not an acquired image and must not be used as one for diagnosis.")
+PREVIEW_NOTE = ("LIVE PREVIEW: slices were synthesized one at a time as they were viewed, at varying style "
+                "settings; press Apply for a consistent whole volume.")
 
 
 def _matrix_to_array(vtk_matrix) -> np.ndarray:
@@ -180,6 +182,7 @@ def write_output_node(result: Volume, first, output=None, scene=None, name: str 
         if key.startswith("MRSynth."):
             output.SetAttribute(key, str(value))
     output.SetAttribute("MRSynth.Synthetic", "1")
+    output.RemoveAttribute("MRSynth.Preview")  # a full result; mark_preview() sets it again for a preview
     description = SYNTHETIC_DESCRIPTION.format(target=target, model=result.metadata.get("MRSynth.Model", "?"),
                                                inputs=result.metadata.get("MRSynth.Inputs", "?"))
     output.SetDescription(description + (" " + GADOLINIUM_NOTE if target == "T1Gd" else ""))
@@ -190,6 +193,32 @@ def write_output_node(result: Volume, first, output=None, scene=None, name: str 
             pass
     _place_in_study(scene, output, first)
     return output
+
+
+def mark_preview(node) -> None:
+    """Label a node the live preview wrote into: synthetic *and* not one consistent result (once)."""
+    if node.GetAttribute("MRSynth.Preview") != "1":
+        node.SetAttribute("MRSynth.Preview", "1")
+        node.SetDescription(f"{node.GetDescription()} {PREVIEW_NOTE}")
+
+
+def takes_preview_slices(node, first, target: str) -> bool:
+    """True when the live preview may write single slices into ``node``: a synthetic volume of this target
+    (a preview or an Apply's result) on ``first``'s exact grid. Anything else — an acquired volume, another
+    target or grid — is rewritten whole and relabelled, so no synthetic slice lands in a volume labelled
+    otherwise."""
+    if node is None or node.GetImageData() is None or node.GetAttribute("MRSynth.Synthetic") != "1":
+        return False
+    if node.GetAttribute("MRSynth.Contrast") != target or node.GetTransformNodeID() != first.GetTransformNodeID():
+        return False
+    if node.GetImageData().GetDimensions() != first.GetImageData().GetDimensions():
+        return False
+    import vtk  # noqa: PLC0415
+
+    a, b = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(a)
+    first.GetIJKToRASMatrix(b)
+    return np.array_equal(_matrix_to_array(a), _matrix_to_array(b))
 
 
 def check_nodes(inputs: dict, target: str, output=None, reference=None, mask=None) -> tuple[dict, str]:

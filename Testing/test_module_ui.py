@@ -247,8 +247,15 @@ def _fake_sample_data(folder):
 
     class SampleDataLogic:
         @staticmethod
-        def registerCustomSampleDataSource(**kwargs):
-            sources[kwargs["sampleName"]] = kwargs
+        def registerCustomSampleDataSource(category="Custom", sampleName=None, uris=None, fileNames=None,
+                                           nodeNames=None, customDownloader=None, thumbnailFileName=None,
+                                           loadFileTypes=None, loadFiles=None, loadFileProperties=None,
+                                           checksums=None, loadFileType=None):
+            """Slicer's parameter list (SampleData.py): an unknown keyword fails here as it does there."""
+            assert loadFileType is None, "loadFileType is deprecated: use loadFileTypes"
+            sources[sampleName] = dict(category=category, uris=uris, fileNames=fileNames, nodeNames=nodeNames,
+                                       checksums=checksums, loadFileTypes=loadFileTypes,
+                                       thumbnailFileName=thumbnailFileName)
 
         def downloadSamples(self, name):
             src = sources[name]

@@ -318,14 +318,15 @@ def test_download_button_fetches_the_selected_registered_model(served, module):
     assert widget._parameterNode.model == ""  # the registry's default: 'tiny-test', not installed yet
     widget.ui.downloadModelButton.click()
     assert widget.download is not None and widget.downloadTimer.active
-    assert not widget.ui.downloadModelButton.enabled
+    assert not (widget.ui.downloadModelButton.enabled or widget.ui.clearCacheButton.enabled
+                or widget.ui.importModelButton.enabled)  # nothing may pull the cache from under the worker
     assert widget.ui.logTextEdit.lines[-1] == "Downloading model 'tiny-test'..."
     _finish_download(widget)
     assert "Downloaded model 'tiny-test'" in widget.ui.logTextEdit.lines[-1]
     assert widget.downloadProgress[0] == widget.downloadProgress[1] > 0  # the worker reported the bytes
     assert (widget.logic.cacheFolder() / "tiny-test.json").exists() and gui.dialogs == []
-    assert widget.ui.downloadModelButton.enabled and not widget.downloadTimer.active
-    assert widget.download is None
+    assert widget.ui.downloadModelButton.enabled and widget.ui.clearCacheButton.enabled
+    assert not widget.downloadTimer.active and widget.download is None
     site, _ = served
     for f in site.iterdir():
         f.unlink()  # the release is gone: 404 for every file
@@ -371,3 +372,51 @@ def test_panel_state_survives_saving_and_reopening_the_scene(module, small_subje
     again = widget.request()
     assert (again.target, again.styleAlpha, again.options["secondTarget"], again.options["calibrate"]) == \
         (saved.target, saved.styleAlpha, saved.options["secondTarget"], saved.options["calibrate"])
+
+
+def test_preview_never_writes_unlabelled_slices(module, small_subject, tiny_bundle):
+    """Live preview into an acquired volume rewrites it whole and labels it synthetic + preview; into an
+    Apply's result it writes the one slice and says the volume is no longer one consistent result."""
+    mod, slicer, _ = module
+    nodes = _subject(slicer, small_subject)
+    logic = make_widget(mod).logic
+    acquired = _add(slicer, "acquired FLAIR", small_subject.volumes["FLAIR"])
+    centre = tuple(_centre(small_subject.volumes["T1"]))
+    out = logic.previewSlice(nodes, "FLAIR", 0.5, centre, output=acquired, model=str(tiny_bundle), device="cpu")
+    assert out is acquired and acquired.GetAttribute("MRSynth.Synthetic") == "1"
+    assert acquired.GetAttribute("MRSynth.Preview") == "1" and "LIVE PREVIEW" in acquired.GetDescription()
+    assert "SYNTHETIC FLAIR" in acquired.GetDescription()
+    full = logic.synthesize(nodes, "FLAIR", model=str(tiny_bundle), device="cpu")
+    assert full.GetAttribute("MRSynth.Preview") is None and "LIVE PREVIEW" not in full.GetDescription()
+    before = slicer.util.arrayFromVolume(full).copy()
+    logic.previewSlice(nodes, "FLAIR", 1.0, centre, output=full, model=str(tiny_bundle), device="cpu")
+    after = slicer.util.arrayFromVolume(full)
+    changed = np.argwhere((after != before).any(axis=(1, 2)))
+    assert len(changed) <= 1 and after.any()  # one slice re-synthesized, the rest of Apply's volume kept
+    assert full.GetAttribute("MRSynth.Preview") == "1" and full.GetDescription().count("LIVE PREVIEW") == 1
+    logic.previewSlice(nodes, "FLAIR", 0.0, centre, output=full, model=str(tiny_bundle), device="cpu")
+    assert full.GetDescription().count("LIVE PREVIEW") == 1  # labelled once
+
+
+def test_leaving_the_module_or_reloading_it_stops_the_preview(module, small_subject, tiny_bundle):
+    """In another module, scrolling the Red view must not synthesize; after Reload the old panel must not
+    follow the parameter node (two panels would prepare and write previews at once)."""
+    mod, slicer, _ = module
+    _subject(slicer, small_subject)
+    widget = make_widget(mod)
+    _use_model(widget, tiny_bundle)
+    red, centre = widget.redSliceNode(), _centre(small_subject.volumes["T1"])
+    widget.ui.livePreviewCheckBox.checked = True
+    widget.previewTimer.stop()
+    widget.exit()
+    _move_red(red, centre + np.array([0.0, 0.0, 4.0]))
+    assert not widget.previewTimer.active
+    widget.enter()
+    _move_red(red, centre)
+    assert widget.previewTimer.active  # back in the module: the preview follows the Red view again
+    widget.previewTimer.stop()
+    widget.cleanup()  # Reload: the old panel is cleaned up, a new one made on the same parameter node
+    again = make_widget(mod)
+    again.ui.styleAlphaSlider.value = 0.3
+    assert again.previewTimer.active and not widget.previewTimer.active
+    assert widget.ui.styleAlphaSlider.value != 0.3  # the old panel no longer mirrors the parameter node

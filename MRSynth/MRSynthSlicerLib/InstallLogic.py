@@ -35,11 +35,11 @@ def registerSampleData():
 
     icons = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Resources", "Icons")
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
-        category="MRSynth", sampleName="MRSynth sample brain", sampleDescription="Simulated brain, T1/T1Gd/T2",
+        category="MRSynth", sampleName="MRSynth sample brain",
         thumbnailFileName=os.path.join(icons, "MRSynth.png"),
         uris=[SAMPLE_URL + f for f, _ in SAMPLE_FILES.values()], fileNames=[f for f, _ in SAMPLE_FILES.values()],
         nodeNames=[f"MRSynthSample_{c}" for c in SAMPLE_FILES], checksums=[s for _, s in SAMPLE_FILES.values()],
-        loadFileType=["VolumeFile"] * len(SAMPLE_FILES))
+        loadFileTypes=["VolumeFile"] * len(SAMPLE_FILES))
 
 
 def _slicerPackaging():

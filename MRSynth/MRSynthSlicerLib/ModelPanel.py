@@ -65,7 +65,13 @@ class ModelPanel:
         self.ui.cacheLabel.setText(str(self.logic.cacheFolder()))
         self.restoreModel()
 
+    def setCacheButtonsEnabled(self, enabled: bool) -> None:
+        for button in (self.ui.downloadModelButton, self.ui.importModelButton, self.ui.clearCacheButton):
+            button.enabled = enabled
+
     def onClearCache(self) -> None:
+        if self.download is not None:
+            return
         if slicer.util.confirmOkCancelDisplay(f"Delete all models in {self.logic.cacheFolder()}?"):
             self.logic.clearCache()
             self.refreshModels()
@@ -84,7 +90,7 @@ class ModelPanel:
 
             self.download = (modelId, WorkerThread(lambda: self.logic.downloadModel(modelId, progress=progress),
                                                    "MRSynth download"))
-            self.ui.downloadModelButton.enabled = False
+            self.setCacheButtonsEnabled(False)  # Clear or Import would pull the folder from under the worker
             self.log(f"Downloading model '{modelId}'...")
             self.downloadTimer.start()
 
@@ -98,7 +104,7 @@ class ModelPanel:
             return
         self.downloadTimer.stop()
         self.download = None
-        self.ui.downloadModelButton.enabled = True
+        self.setCacheButtonsEnabled(True)
         with reportErrors("Could not download the model", self.log):
             self.log(f"Downloaded model '{modelId}' into {worker.result()} (SHA256-checked).")
             self.refreshModels()

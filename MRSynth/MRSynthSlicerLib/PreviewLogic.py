@@ -17,6 +17,16 @@ import slicer
 from .WorkerThread import WorkerThread
 
 
+def _ident(node):
+    """What the prepared preview depends on: the node, its voxels (MTime) and where it lies in the world."""
+    from MRSynthLib.mrml import ijk_to_world
+
+    if node is None:
+        return None
+    image = node.GetImageData()
+    return node.GetID(), image and image.GetMTime(), ijk_to_world(node).tobytes()
+
+
 class PreviewLogic:
     """Keeps the prepared ``PreviewSession`` while inputs, target and options stay the same."""
 
@@ -43,8 +53,7 @@ class PreviewLogic:
         from MRSynthLib.mrml import check_nodes
 
         check_nodes(inputs, target, None, reference, mask)
-        ident = lambda n: None if n is None else (n.GetID(), n.GetImageData() and n.GetImageData().GetMTime())  # noqa: E731
-        key = (tuple((c, ident(n)) for c, n in inputs.items()), target, ident(reference), ident(mask),
+        key = (tuple((c, _ident(n)) for c, n in inputs.items()), target, _ident(reference), _ident(mask),
                secondTarget, model, device, matchHistogram, calibrate)
         if key == self._previewKey:
             return True
@@ -86,7 +95,7 @@ class PreviewLogic:
                      calibrate: bool = True, **_ignored):
         """Re-synthesize the slice through ``ras`` into the output node (blocking: prepares the subject
         first if needed; the panel calls ``preparePreview(background=True)`` before, so this is quick)."""
-        from MRSynthLib.mrml import check_nodes, write_output_node
+        from MRSynthLib.mrml import check_nodes, mark_preview, takes_preview_slices, write_output_node
 
         check_nodes(inputs, target, output, reference, mask)
         self.preparePreview(inputs, target, reference=reference, model=model, device=device,
@@ -95,10 +104,11 @@ class PreviewLogic:
         index = session.index_from_ras(ras)
         session.synthesize_slice(styleAlpha, index)
         first = next(iter(inputs.values()))
-        if output is None or output.GetImageData() is None or \
-                output.GetImageData().GetDimensions() != first.GetImageData().GetDimensions():
-            return write_output_node(session.volume(), first, output=output, scene=slicer.mrmlScene,
-                                     protected={**inputs, "reference": reference, "mask": mask})
-        session.write_slice(slicer.util.arrayFromVolume(output), index)
-        slicer.util.arrayFromVolumeModified(output)
+        if takes_preview_slices(output, first, session.target):
+            session.write_slice(slicer.util.arrayFromVolume(output), index)
+            slicer.util.arrayFromVolumeModified(output)
+        else:  # a new node, an acquired volume, another target or grid: rewritten whole, labelled synthetic
+            output = write_output_node(session.volume(), first, output=output, scene=slicer.mrmlScene,
+                                       protected={**inputs, "reference": reference, "mask": mask})
+        mark_preview(output)
         return output
