@@ -250,8 +250,8 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ModelPane
         if self._parameterNode is not None:
             self._parameterNode.outputVolume = out
         slicer.util.setSliceViewerLayers(background=out, fit=False)
-        self.log(f"Done: '{out.GetName()}' (marked SYNTHETIC; intensity calibration: "
-                 f"{out.GetAttribute('MRSynth.Calibration') or 'off'}).")
+        self.log(f"Done: '{out.GetName()}' (marked SYNTHETIC; ran on {out.GetAttribute('MRSynth.Device') or '?'}; "
+                 f"intensity calibration: {out.GetAttribute('MRSynth.Calibration') or 'off'}).")
 
     def stopRun(self, message: str) -> None:
         """Cancel the Apply in progress, if any: kills the process tree, nothing is written."""

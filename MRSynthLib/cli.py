@@ -116,6 +116,8 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     inputs = {c: read_volume(p) for c, p in paths.items()}
     mask = read_volume(args.mask) if args.mask else None
     ref = read_volume(args.style_ref) if args.style_ref else None
+    if not args.quiet:  # says which device really runs (a GPU machine with a CPU-only onnxruntime, say)
+        print(f"mrsynth: running on {engine.device} ({engine.name})", file=sys.stderr)
     progress = None if args.quiet else _tqdm_progress(f"{target} ({engine.name}/{engine.device})")
     result = synthesize(inputs, target, mask=mask, style_reference=ref, style_alpha=alpha,
                         second_target=args.style_target, register=args.register, n4=args.n4, plane=args.plane,

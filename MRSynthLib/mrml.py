@@ -297,12 +297,12 @@ def job_parameters(inputs: dict, target: str, workdir, reference=None, mask=None
 
     named, tgt = check_nodes(inputs, target, output_node, reference, mask)
     work = Path(workdir)
-    paths = {}
-    for c, node in named.items():
-        paths[c] = str(write_volume(volume_from_node(node, c), work / f"{c}.nrrd", overwrite=True))
-    ref = str(write_volume(volume_from_node(reference, "reference"), work / "reference.nrrd", overwrite=True)) \
-        if reference is not None else None
-    msk = str(write_volume(volume_from_node(mask, "mask", check=False), work / "mask.nrrd", overwrite=True)) \
-        if mask is not None else None
+
+    def write(volume: Volume, name: str) -> str:  # uncompressed: this runs on Slicer's main thread
+        return str(write_volume(volume, work / f"{name}.nrrd", overwrite=True, compress=False))
+
+    paths = {c: write(volume_from_node(node, c), c) for c, node in named.items()}
+    ref = write(volume_from_node(reference, "reference"), "reference") if reference is not None else None
+    msk = write(volume_from_node(mask, "mask", check=False), "mask") if mask is not None else None
     return SynthesisParameters(inputs=paths, target=tgt, output=str(work / f"{tgt}_synthetic.nrrd"),
                                style_ref=ref, mask=msk, **options)

@@ -241,4 +241,5 @@ def synthesize(inputs: dict[str, Volume], target: str, model: str | None = None,
     # what was done to the intensities, kept with the result (node attribute; NRRD/MHA header key)
     result.metadata["MRSynth.Calibration"] = (f"tone exponent {mapping.gamma:.3f} vs the model's templates"
                                               if mapping.calibrated is not None else "off")
+    result.metadata["MRSynth.Device"] = f"{engine.device} ({engine.name})"  # what really ran, not what was asked
     return result

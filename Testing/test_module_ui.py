@@ -7,8 +7,10 @@ QUiLoader falls back to the base class the .ui declares, and the declared class 
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
+import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -219,11 +221,23 @@ def test_logic_console_api_background_and_preview_agree(module, small_subject, t
 
 
 def test_logic_model_cache_and_device_warning(module, tiny_bundle):
+    from MRSynthLib.errors import MRSynthError
+
     mod, _ = module
     logic = mod.MRSynthLogic()
     assert logic.availableModels()[0] == ("", "default")
     assert logic.importModel(str(tiny_bundle)) == "tiny-test"
     assert any(label == "tiny-test (imported)" for _, label in logic.availableModels())
+    cached = logic.cacheFolder() / tiny_bundle.name
+    assert logic.importModel(str(cached)) == "tiny-test"  # a card already in the cache: no SameFileError
+    (logic.cacheFolder() / "blocked").mkdir()
+    shutil.copy2(tiny_bundle, logic.cacheFolder() / "blocked" / tiny_bundle.name)
+    for spec in json.loads(tiny_bundle.read_text(encoding="utf-8"))["files"].values():
+        (logic.cacheFolder() / spec["name"]).unlink()
+        (logic.cacheFolder() / spec["name"] / spec["name"]).mkdir(parents=True)  # folders where the file must go
+        shutil.copy2(tiny_bundle.parent / spec["name"], logic.cacheFolder() / "blocked" / spec["name"])
+    with pytest.raises(MRSynthError, match="could not copy .* into the model cache"):
+        logic.importModel(str(logic.cacheFolder() / "blocked" / tiny_bundle.name))
     logic.clearCache()
     assert not logic.cacheFolder().exists()
     import onnxruntime

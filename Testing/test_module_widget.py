@@ -154,8 +154,12 @@ def test_background_run_writes_what_was_asked_when_apply_was_pressed(module, sma
               ui.secondTargetComboBox, ui.outputSelector, ui.maskSelector, ui.autoFillButton]
     assert not any(w.enabled for w in frozen)
     p.inputT1, p.inputT2, p.outputVolume = None, None, nodes["T2"]  # changed from the console meanwhile
-    assert run.process.wait(timeout=120).state == "finished"
-    widget.pollTimer.fire()
+    deadline = time.monotonic() + 120
+    while widget.run is not None:  # Qt's 200 ms timer, delivered by hand until the run ends
+        assert time.monotonic() < deadline, "the background run never ended"
+        time.sleep(0.05)
+        widget.pollTimer.fire()
+    assert run.process.poll().state == "finished"
     out = p.outputVolume
     assert out is not nodes["T2"] and out.GetName() == "sub-01_T1w FLAIR (synthetic)"
     assert out.GetAttribute("MRSynth.Model") == "tiny-test" and out.GetAttribute("MRSynth.Synthetic") == "1"
@@ -165,6 +169,9 @@ def test_background_run_writes_what_was_asked_when_apply_was_pressed(module, sma
     assert all(w.enabled for w in frozen if w is not ui.secondTargetComboBox) and ui.applyButton.text == "Apply"
     assert ui.logTextEdit.lines[-1].startswith("Done: 'sub-01_T1w FLAIR (synthetic)'") and not gui.dialogs
     assert gui.layers[-1]["background"] is out
+    # which device really ran is said twice: the process's own line in the log, and on the node
+    assert "mrsynth: running on cpu (onnxruntime)" in ui.logTextEdit.lines
+    assert out.GetAttribute("MRSynth.Device") == "cpu (onnxruntime)" and "ran on cpu (onnxruntime)" in ui.logTextEdit.lines[-1]
 
 
 def test_a_failed_run_is_one_line_and_a_warning(module, small_subject):

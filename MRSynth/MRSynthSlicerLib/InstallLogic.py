@@ -160,13 +160,21 @@ class InstallLogic:
         """Copy a model card and its files into the cache after checking every SHA256."""
         from pathlib import Path
 
+        from MRSynthLib.errors import MRSynthError
         from MRSynthLib.registry import resolve_model
 
         bundle = resolve_model(card_path, roles=())
         folder = self.cacheFolder(create=True)
-        for spec in bundle.card["files"].values():
-            shutil.copy2(bundle.folder / spec["name"], folder / spec["name"])
-        shutil.copy2(card_path, folder / Path(card_path).name)
+        names = [spec["name"] for spec in bundle.card["files"].values()]
+        sources = [(bundle.folder / n, folder / n) for n in names] + [(Path(card_path), folder / Path(card_path).name)]
+        for source, dest in sources:
+            if dest.exists() and source.resolve() == dest.resolve():
+                continue  # the card already sits in the cache (copied there by hand): nothing to copy
+            try:
+                shutil.copy2(source, dest)
+            except OSError as exc:
+                raise MRSynthError(f"could not copy {source.name} into the model cache {folder}: "
+                                   f"{exc.strerror or exc}") from None
         return bundle.id
 
     @staticmethod
