@@ -220,7 +220,7 @@ def test_logic_console_api_background_and_preview_agree(module, small_subject, t
     assert changed.any() and len(np.unique(np.nonzero(changed)[0])) == 1  # exactly one axial slice redrawn
 
 
-def test_logic_model_cache_and_device_warning(module, tiny_bundle):
+def test_logic_model_cache_and_device_warning(module, tiny_bundle, monkeypatch):
     from MRSynthLib.errors import MRSynthError
 
     mod, _ = module
@@ -244,6 +244,11 @@ def test_logic_model_cache_and_device_warning(module, tiny_bundle):
 
     has_cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
     assert bool(logic.deviceWarning("cuda:0")) != has_cuda and logic.deviceWarning("cpu") == ""
+    for gpu in (False, True):  # 'auto' on a machine with an NVIDIA driver but a CPU-only onnxruntime
+        monkeypatch.setattr(shutil, "which", lambda name, gpu=gpu: "/usr/bin/nvidia-smi" if gpu else None)
+        warning = logic.deviceWarning("auto")
+        assert bool(warning) == (gpu and not has_cuda), warning
+        assert not warning or "runs on the CPU" in warning
 
 
 # --- the module's own ScriptedLoadableModuleTest, run on slicer-core; only SampleData's download is local ---

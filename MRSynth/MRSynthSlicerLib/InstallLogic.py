@@ -124,12 +124,20 @@ class InstallLogic:
 
     @staticmethod
     def deviceWarning(device: str) -> str:
-        if not device.startswith("cuda") or importlib.util.find_spec("onnxruntime") is None:
+        """The panel's device line: CUDA asked for but impossible, or (``auto``) an NVIDIA GPU on this machine
+        that the installed onnxruntime cannot use — so the GPU is never left unused without a word."""
+        if importlib.util.find_spec("onnxruntime") is None:
+            return ""
+        gpuHere = device == "auto" and shutil.which("nvidia-smi") is not None
+        if not device.startswith("cuda") and not gpuHere:
             return ""
         import onnxruntime
 
         if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
             return ""
+        if gpuHere:
+            return ("This machine has an NVIDIA GPU but this onnxruntime has no CUDA provider: 'auto' runs on "
+                    "the CPU. Install onnxruntime-gpu to use the GPU.")
         return ("CUDA requested but this onnxruntime has no CUDA provider: the run will refuse to start. "
                 "Choose 'cpu' or 'auto', or install onnxruntime-gpu.")
 
