@@ -27,7 +27,12 @@ from MRSynthSlicerLib import registerSampleData  # noqa: E402
 from MRSynthSlicerLib.BackgroundRun import BackgroundRun, RunRequest  # noqa: E402
 from MRSynthSlicerLib.Logic import MRSynthLogic  # noqa: E402 - also `from MRSynth import MRSynthLogic`
 from MRSynthSlicerLib.ModelPanel import ModelPanel  # noqa: E402
-from MRSynthSlicerLib.Parameters import CONTRASTS, NO_SECOND, MRSynthParameterNode  # noqa: E402, F401
+from MRSynthSlicerLib.Parameters import (  # noqa: E402, F401
+    CONTRASTS,
+    NO_SECOND,
+    TARGET_PREFERENCE,
+    MRSynthParameterNode,
+)
 from MRSynthSlicerLib.SelfTest import MRSynthTest  # noqa: E402, F401 - Slicer looks the test up here
 from MRSynthSlicerLib.UserErrors import reportErrors, reportUserError  # noqa: E402
 
@@ -59,6 +64,7 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ModelPane
         self._parameterNodeGuiTag = None
         self.run: BackgroundRun | None = None  # the Apply in progress
         self._redOrigin = None
+        self._previewNotes: set[str] = set()  # what the preview does differently from Apply, said once
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -204,9 +210,16 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ModelPane
 
     # --- actions ---------------------------------------------------------------------------------
     def onAutoFill(self) -> None:
+        """Fill empty input selectors from node names; if the target is now an input, pick a missing one."""
+        p = self._parameterNode
         for contrast, node in self.logic.autoFill().items():
-            if getattr(self._parameterNode, f"input{contrast}") is None:
-                setattr(self._parameterNode, f"input{contrast}", node)
+            if getattr(p, f"input{contrast}") is None:
+                setattr(p, f"input{contrast}", node)
+        given = p.inputs()
+        if p.target in given:
+            missing = [c for c in TARGET_PREFERENCE if c not in given]
+            if missing:
+                p.target = missing[0]
 
     def onApplyButton(self) -> None:
         if self.run is not None:
@@ -305,6 +318,7 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ModelPane
         if not outcome.ok:
             self.ui.livePreviewCheckBox.checked = False
             return
+        self.notePreviewLimits(p, red)
         try:
             if not self.logic.preparePreview(p.inputs(), p.target, reference=p.referenceVolume, background=True,
                                              **self.options()):
@@ -325,6 +339,19 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ModelPane
         if p.outputVolume is not out:
             p.outputVolume = out
             slicer.util.setSliceViewerLayers(background=out, fit=False)
+
+    def notePreviewLimits(self, p, red) -> None:
+        """Say once where the preview differs from Apply, so a user never takes the difference for a bug."""
+        notes = []
+        normal = [red.GetSliceToRAS().GetElement(r, 2) for r in range(3)]
+        if abs(normal[2]) < 0.99:  # the Red view is not axial (sagittal, coronal or oblique)
+            notes.append("Live preview draws axial slices (the model's plane): set the Red view to Axial to see them.")
+        if p.registerInputs:
+            notes.append("Live preview does not register the inputs; Apply will.")
+        for note in notes:
+            if note not in self._previewNotes:
+                self._previewNotes.add(note)
+                self.log(note)
 
     def onPreviewPrepared(self) -> None:
         """The worker is done: draw the slice for the panel's *current* state (it may have moved meanwhile)."""

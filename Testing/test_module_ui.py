@@ -146,6 +146,11 @@ def test_volume_selectors_offer_scalar_volumes_only(ui_xml):
             assert w.findtext("property[@name='showChildNodeTypes']/bool") == "false", w.get("name")
             assert [s.text for s in w.findall("property[@name='nodeTypes']/stringlist/string")] == [
                 "vtkMRMLScalarVolumeNode"]
+    output = next(w for w in tree.iter("widget") if w.get("name") == "outputSelector")
+    prop = {p.get("name"): (p.findtext("bool") or p.findtext("string")) for p in output.findall("property")}
+    # one way to get a new volume: the None entry ("Create new volume"), named by the module on Apply;
+    # the selector's own "Create new Volume" entry would add a second one with a generic name
+    assert (prop["noneEnabled"], prop["addEnabled"], prop["noneDisplay"]) == ("true", "false", "Create new volume")
 
 
 def test_ui_loads_offscreen_with_base_class_fallback(ui_xml, code_names):

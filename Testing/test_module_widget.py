@@ -427,3 +427,26 @@ def test_leaving_the_module_or_reloading_it_stops_the_preview(module, small_subj
     again.ui.styleAlphaSlider.value = 0.3
     assert again.previewTimer.active and not widget.previewTimer.active
     assert widget.ui.styleAlphaSlider.value != 0.3  # the old panel no longer mirrors the parameter node
+
+
+def test_autofill_picks_a_missing_target_and_preview_says_its_limits_once(module, small_subject, tiny_bundle):
+    mod, slicer, _ = module
+    for c in ("T1", "T2", "FLAIR"):
+        _add(slicer, f"sub-01_{c.lower()}", small_subject.volumes[c])
+    widget = make_widget(mod)  # auto-fill on entering: FLAIR is an input, so the target cannot stay FLAIR
+    p = widget._parameterNode
+    assert set(p.inputs()) == {"T1", "T2", "FLAIR"} and p.target == "PD" and widget.ui.applyButton.enabled
+    _use_model(widget, tiny_bundle)
+    p.inputFLAIR, p.target = None, "FLAIR"
+    red = widget.redSliceNode()
+    red.SetSliceToRASByNTP(1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0)  # a sagittal Red view
+    p.registerInputs = True
+    widget.ui.livePreviewCheckBox.checked = True
+    widget.previewTimer.fire()
+    _finish_preparation(widget)
+    assert p.outputVolume is not None  # drawn (an axial slice), with the notes below
+    widget.previewTimer.start()
+    widget.previewTimer.fire()  # prepared already: drawn at once, the notes not repeated
+    notes = [line for line in widget.ui.logTextEdit.lines if line.startswith("Live preview ")]
+    assert notes == ["Live preview draws axial slices (the model's plane): set the Red view to Axial to see them.",
+                     "Live preview does not register the inputs; Apply will."]

@@ -14,6 +14,8 @@ from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrappe
 
 CONTRASTS = ("T1", "T1Gd", "T2", "PD", "FLAIR")
 NO_SECOND = "(none)"
+TARGET_PREFERENCE = ("FLAIR", "T2", "T1", "PD", "T1Gd")  # auto-fill's target when FLAIR is an input; T1Gd
+# last: gadolinium enhancement cannot really be synthesized (CollaGAN), so it is never the default
 DEVICES = ("auto", "cpu", "cuda:0", "cuda:1", "cuda:2", "cuda:3")
 
 
