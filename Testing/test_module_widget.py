@@ -265,11 +265,12 @@ def test_a_new_subject_is_prepared_off_the_main_thread(module, small_subject, ti
     nodes = _subject(slicer, small_subject)
     widget = make_widget(mod)
     _use_model(widget, tiny_bundle)
-    release, workers = threading.Event(), []
+    release, entered, workers = threading.Event(), threading.Event(), []
 
     class HeldSession(preview.PreviewSession):  # the real session, started only when the test says so
         def __init__(self, *args, **kwargs) -> None:
             workers.append(threading.current_thread())
+            entered.set()
             assert release.wait(30)
             super().__init__(*args, **kwargs)
 
@@ -279,6 +280,7 @@ def test_a_new_subject_is_prepared_off_the_main_thread(module, small_subject, ti
     widget.ui.livePreviewCheckBox.checked = True
     widget.previewTimer.fire()
     assert widget.logic.previewPreparing() and widget.previewPrepTimer.active
+    assert entered.wait(30)  # the worker is inside the preparation, held there
     assert widget._parameterNode.outputVolume is None
     assert widget.ui.logTextEdit.lines[-1].startswith("Preparing the live preview")
     moved = centre + np.array([0.0, 0.0, 8.0])
@@ -286,9 +288,14 @@ def test_a_new_subject_is_prepared_off_the_main_thread(module, small_subject, ti
     widget.previewTimer.fire()
     widget.previewPrepTimer.fire()  # still preparing: nothing drawn, no second worker
     assert widget._parameterNode.outputVolume is None and widget.previewPrepTimer.active
+    widget.logic.resetPreview()  # e.g. Clear cache while it prepares: that worker is dropped...
+    widget.previewTimer.start()
+    widget.previewTimer.fire()
+    assert len(workers) == 1  # ...but still counts: no second worker alongside it
     release.set()
+    _finish_preparation(widget)  # the dropped one ends; the poll starts the preparation for the panel
     _finish_preparation(widget)
-    assert len(workers) == 1 and workers[0] is not threading.main_thread()
+    assert len(workers) == 2 and workers[0] is not threading.main_thread()
     assert not widget.previewPrepTimer.active
     drawn = slicer.util.arrayFromVolume(widget._parameterNode.outputVolume).copy()
     fresh = mod.MRSynthLogic()  # the blocking console path, prepared from scratch, at the moved slice

@@ -97,30 +97,10 @@ class InstallLogic:
         except Exception as exc:  # noqa: BLE001 - pip, the dialog or a declined prompt: one line, no traceback
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise MRSynthError(f"installation of {names} did not complete ({reason}); nothing was run") from None
+        importlib.invalidate_caches()  # pip ran in another process: let find_spec see what it installed
         still = self.missingDependencies()
         if still:
             raise MRSynthError(f"{', '.join(still)} still missing after installation; restart Slicer and try again")
-
-    @staticmethod
-    def ensureTorch():
-        """PyTorch only through the PyTorch extension (never a plain pip install of torch).
-
-        Not called by the module: inside Slicer it runs ONNX Runtime only. Kept for a torch backend in
-        the panel, which would have to install torch this way.
-        """
-        try:
-            import PyTorchUtils
-        except ImportError:
-            from MRSynthLib.errors import MRSynthError
-
-            raise MRSynthError("the torch backend needs the 'PyTorch' extension (Extension Manager); "
-                               "the default onnxruntime backend does not") from None
-        torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True)
-        if torch is None:
-            from MRSynthLib.errors import MRSynthError
-
-            raise MRSynthError("PyTorch installation was cancelled")
-        return torch
 
     @staticmethod
     def deviceWarning(device: str) -> str:

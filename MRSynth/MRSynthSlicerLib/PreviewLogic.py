@@ -33,14 +33,18 @@ class PreviewLogic:
     _preview = None
     _previewKey = None
     _preparation: tuple | None = None  # (request key, WorkerThread) while a worker prepares
+    _dropped: WorkerThread | None = None  # a worker resetPreview let go of, until it ends
 
     def resetPreview(self) -> None:
-        """Forget the prepared subject; a preparation still running is dropped when it ends."""
+        """Forget the prepared subject; a preparation still running is dropped when it ends (and still
+        counts as running, so a new one waits for it: never two workers at once)."""
+        if self._preparation is not None and self._preparation[1].alive:
+            self._dropped = self._preparation[1]
         self._preview, self._previewKey, self._preparation = None, None, None
 
     def previewPreparing(self) -> bool:
         """True while a worker thread is preparing the preview (the panel polls this)."""
-        return self._preparation is not None and self._preparation[1].alive
+        return any(w is not None and w.alive for w in (self._preparation and self._preparation[1], self._dropped))
 
     def preparePreview(self, inputs: dict, target: str, reference=None, model=None, device: str = "auto",
                        secondTarget=None, mask=None, matchHistogram: bool = False, calibrate: bool = True,
