@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import time
 import types
 from pathlib import Path
 
+import numpy as np
 import slicer_gui_fakes as fakes
 
 
@@ -154,3 +156,53 @@ def close_widgets() -> None:
     """``cleanup()`` every widget made: no process left running, no observer left on a scene."""
     while WIDGETS:
         WIDGETS.pop().cleanup()
+
+
+# --- what a test does with the panel, as a user (or Qt's timers) would ---------------------------
+def add_node(slicer, name, volume):
+    node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+    node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(volume.affine_ras))
+    slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(volume.array, dtype=np.float32))
+    return node
+
+
+def subject_nodes(slicer, subject):
+    return {c: add_node(slicer, f"sub-01_{c}w", subject.volumes[c]) for c in ("T1", "T2")}
+
+
+def use_model(widget, bundle, device="cpu"):
+    """Import the tiny model into the cache and pick it and the device in the panel, as a user would."""
+    widget.logic.importModel(str(bundle))
+    widget.refreshModels()
+    combo = widget.ui.modelComboBox
+    combo.currentIndex = next(i for i in range(combo.count) if combo.itemText(i) == "tiny-test (imported)")
+    widget.ui.deviceComboBox.setCurrentText(device)
+
+
+def finish_preparation(widget, timeout: float = 60.0) -> None:
+    """Let the preview's worker thread end, then deliver the poll Qt's timer would deliver."""
+    deadline = time.monotonic() + timeout
+    while widget.logic.previewPreparing():
+        assert time.monotonic() < deadline, "the preview preparation never ended"
+        time.sleep(0.01)
+    widget.previewPrepTimer.fire()
+
+
+def move_red(red, ras) -> None:
+    m = red.GetSliceToRAS()
+    for r in range(3):
+        m.SetElement(r, 3, ras[r])
+    red.UpdateMatrices()
+
+
+def centre_of(volume) -> np.ndarray:
+    return (volume.affine_ras @ np.r_[np.array(volume.size_ijk) / 2, 1])[:3]
+
+
+def finish_download(widget, timeout: float = 60.0) -> None:
+    """Let the download's worker thread end, then deliver the poll Qt's timer would deliver."""
+    deadline = time.monotonic() + timeout
+    while widget.download is not None and widget.download[1].alive:
+        assert time.monotonic() < deadline, "the download never ended"
+        time.sleep(0.01)
+    widget.downloadTimer.fire()

@@ -8,7 +8,6 @@ background ``mrsynth`` process and the model are real.
 from __future__ import annotations
 
 import os
-import threading
 import time
 import warnings
 
@@ -17,7 +16,15 @@ import pytest
 
 pytest.importorskip("slicer")
 
-from slicer_module_harness import close_widgets, load_module, make_widget  # noqa: E402
+from slicer_module_harness import (  # noqa: E402
+    add_node,
+    close_widgets,
+    finish_download,
+    load_module,
+    make_widget,
+    subject_nodes,
+    use_model,
+)
 
 CONTRASTS = ("T1", "T1Gd", "T2", "PD", "FLAIR")
 
@@ -28,46 +35,6 @@ def module(monkeypatch, tmp_path):
     close_widgets()
 
 
-def _add(slicer, name, volume):
-    node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
-    node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(volume.affine_ras))
-    slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(volume.array, dtype=np.float32))
-    return node
-
-
-def _subject(slicer, subject):
-    return {c: _add(slicer, f"sub-01_{c}w", subject.volumes[c]) for c in ("T1", "T2")}
-
-
-def _use_model(widget, bundle, device="cpu"):
-    """Import the tiny model into the cache and pick it and the device in the panel, as a user would."""
-    widget.logic.importModel(str(bundle))
-    widget.refreshModels()
-    combo = widget.ui.modelComboBox
-    combo.currentIndex = next(i for i in range(combo.count) if combo.itemText(i) == "tiny-test (imported)")
-    widget.ui.deviceComboBox.setCurrentText(device)
-
-
-def _finish_preparation(widget, timeout: float = 60.0) -> None:
-    """Let the preview's worker thread end, then deliver the poll Qt's timer would deliver."""
-    deadline = time.monotonic() + timeout
-    while widget.logic.previewPreparing():
-        assert time.monotonic() < deadline, "the preview preparation never ended"
-        time.sleep(0.01)
-    widget.previewPrepTimer.fire()
-
-
-def _move_red(red, ras) -> None:
-    m = red.GetSliceToRAS()
-    for r in range(3):
-        m.SetElement(r, 3, ras[r])
-    red.UpdateMatrices()
-
-
-def _centre(volume) -> np.ndarray:
-    return (volume.affine_ras @ np.r_[np.array(volume.size_ijk) / 2, 1])[:3]
-
-
 def _target_enabled(ui) -> dict:
     return {ui.targetComboBox.itemText(r): ui.targetComboBox.model().item(r).enabled
             for r in range(ui.targetComboBox.count)}
@@ -76,7 +43,7 @@ def _target_enabled(ui) -> dict:
 def test_panel_follows_each_selection_at_once(module, small_subject):
     """The panel redraws from the parameter node's ModifiedEvent, so a selection is never one behind."""
     mod, slicer, _ = module
-    a, b = (_add(slicer, name, small_subject.volumes["T1"]) for name in ("volume A", "volume B"))
+    a, b = (add_node(slicer, name, small_subject.volumes["T1"]) for name in ("volume A", "volume B"))
     widget = make_widget(mod)
     ui, p = widget.ui, widget._parameterNode
     assert not p.inputs() and not ui.applyButton.enabled  # nothing auto-filled from these names
@@ -108,7 +75,7 @@ def test_panel_follows_each_selection_at_once(module, small_subject):
 
 def test_output_set_to_an_input_is_refused_with_one_line(module, small_subject):
     mod, slicer, gui = module
-    nodes = _subject(slicer, small_subject)
+    nodes = subject_nodes(slicer, small_subject)
     before = slicer.util.arrayFromVolume(nodes["T2"]).copy()
     widget = make_widget(mod)
     assert widget._parameterNode.inputs() == nodes  # auto-filled from the names
@@ -126,7 +93,7 @@ def test_output_set_to_an_input_is_refused_with_one_line(module, small_subject):
 def test_an_unexpected_error_keeps_slicers_error_display(module, small_subject, monkeypatch):
     """Only bugs get Slicer's error dialog (with the traceback in its details) and propagate."""
     mod, slicer, gui = module
-    _subject(slicer, small_subject)
+    subject_nodes(slicer, small_subject)
     widget = make_widget(mod)
 
     def broken(*args, **kwargs):
@@ -141,10 +108,10 @@ def test_an_unexpected_error_keeps_slicers_error_display(module, small_subject, 
 
 def test_background_run_writes_what_was_asked_when_apply_was_pressed(module, small_subject, tiny_bundle):
     mod, slicer, gui = module
-    nodes = _subject(slicer, small_subject)
+    nodes = subject_nodes(slicer, small_subject)
     before = slicer.util.arrayFromVolume(nodes["T2"]).copy()
     widget = make_widget(mod)
-    _use_model(widget, tiny_bundle)
+    use_model(widget, tiny_bundle)
     ui, p = widget.ui, widget._parameterNode
     ui.applyButton.click()
     run = widget.run
@@ -176,7 +143,7 @@ def test_background_run_writes_what_was_asked_when_apply_was_pressed(module, sma
 
 def test_a_failed_run_is_one_line_and_a_warning(module, small_subject):
     mod, slicer, gui = module
-    _subject(slicer, small_subject)
+    subject_nodes(slicer, small_subject)
     widget = make_widget(mod)
     widget._parameterNode.model = "/nowhere/missing-model.json"
     widget._parameterNode.device = "cpu"
@@ -190,9 +157,9 @@ def test_a_failed_run_is_one_line_and_a_warning(module, small_subject):
 
 def test_scene_close_and_cleanup_cancel_the_run(module, small_subject, tiny_bundle):
     mod, slicer, _ = module
-    _subject(slicer, small_subject)
+    subject_nodes(slicer, small_subject)
     widget = make_widget(mod)
-    _use_model(widget, tiny_bundle)
+    use_model(widget, tiny_bundle)
     widget.ui.applyButton.click()
     run = widget.run
     workdir = run.workdir
@@ -211,10 +178,10 @@ def test_scene_close_and_cleanup_cancel_the_run(module, small_subject, tiny_bund
 
 def test_model_and_device_are_restored_from_the_parameter_node(module, small_subject, tiny_bundle):
     mod, slicer, _ = module
-    _subject(slicer, small_subject)
+    subject_nodes(slicer, small_subject)
     widget = make_widget(mod)
     assert [widget.ui.deviceComboBox.itemText(i) for i in range(2)] == ["auto", "cpu"]
-    _use_model(widget, tiny_bundle)
+    use_model(widget, tiny_bundle)
     p = widget._parameterNode
     assert p.model.endswith("tiny-test.json") and p.device == "cpu"
     widget.refreshModels()  # refilling the box keeps the choice
@@ -228,102 +195,6 @@ def test_model_and_device_are_restored_from_the_parameter_node(module, small_sub
     assert "is not available here; using the default" in again.ui.logTextEdit.lines[-1]
 
 
-def test_live_preview_follows_the_red_view(module, small_subject, tiny_bundle):
-    mod, slicer, _ = module
-    nodes = _subject(slicer, small_subject)
-    widget = make_widget(mod)
-    _use_model(widget, tiny_bundle)
-    red = widget.redSliceNode()
-    centre = _centre(small_subject.volumes["T1"])
-    _move_red(red, centre)
-    assert not widget.previewTimer.active  # live preview is off
-    widget.ui.livePreviewCheckBox.checked = True
-    widget.previewTimer.fire()
-    _finish_preparation(widget)
-    out = widget._parameterNode.outputVolume
-    first = slicer.util.arrayFromVolume(out).copy()
-    assert out is not None and first.any() and out is not nodes["T1"]
-    red.SetFieldOfView(300.0, 300.0, 1.0)  # zooming leaves the slice where it is: no new preview
-    assert not widget.previewTimer.active
-    _move_red(red, centre + np.array([0.0, 0.0, 8.0]))  # scroll the Red view
-    assert widget.previewTimer.active
-    widget.previewTimer.fire()  # same subject: drawn at once, no new preparation
-    assert not widget.previewPrepTimer.active
-    second = slicer.util.arrayFromVolume(out)
-    changed = second != first
-    assert changed.any() and not first[changed].any()  # a new slice was drawn where there was none
-
-
-def test_a_new_subject_is_prepared_off_the_main_thread(module, small_subject, tiny_bundle, monkeypatch):
-    """Preparing a subject (~1 s) runs in a worker thread: the slot returns at once, the user can go on
-    scrolling meanwhile without a second worker starting, and what is drawn at the end is the Red view's
-    slice *now*; a failed preparation is one line in the panel."""
-    import MRSynthLib.preview as preview
-    from MRSynthLib.errors import MRSynthError
-
-    mod, slicer, gui = module
-    nodes = _subject(slicer, small_subject)
-    widget = make_widget(mod)
-    _use_model(widget, tiny_bundle)
-    release, entered, workers = threading.Event(), threading.Event(), []
-
-    class HeldSession(preview.PreviewSession):  # the real session, started only when the test says so
-        def __init__(self, *args, **kwargs) -> None:
-            workers.append(threading.current_thread())
-            entered.set()
-            assert release.wait(30)
-            super().__init__(*args, **kwargs)
-
-    monkeypatch.setattr(preview, "PreviewSession", HeldSession)
-    red, centre = widget.redSliceNode(), _centre(small_subject.volumes["T1"])
-    _move_red(red, centre)
-    widget.ui.livePreviewCheckBox.checked = True
-    widget.previewTimer.fire()
-    assert widget.logic.previewPreparing() and widget.previewPrepTimer.active
-    assert entered.wait(30)  # the worker is inside the preparation, held there
-    assert widget._parameterNode.outputVolume is None
-    assert widget.ui.logTextEdit.lines[-1].startswith("Preparing the live preview")
-    moved = centre + np.array([0.0, 0.0, 8.0])
-    _move_red(red, moved)  # the user scrolls on while it prepares
-    widget.previewTimer.fire()
-    widget.previewPrepTimer.fire()  # still preparing: nothing drawn, no second worker
-    assert widget._parameterNode.outputVolume is None and widget.previewPrepTimer.active
-    widget.logic.resetPreview()  # e.g. Clear cache while it prepares: that worker is dropped...
-    widget.previewTimer.start()
-    widget.previewTimer.fire()
-    assert len(workers) == 1  # ...but still counts: no second worker alongside it
-    release.set()
-    _finish_preparation(widget)  # the dropped one ends; the poll starts the preparation for the panel
-    _finish_preparation(widget)
-    assert len(workers) == 2 and workers[0] is not threading.main_thread()
-    assert not widget.previewPrepTimer.active
-    drawn = slicer.util.arrayFromVolume(widget._parameterNode.outputVolume).copy()
-    fresh = mod.MRSynthLogic()  # the blocking console path, prepared from scratch, at the moved slice
-    expected = slicer.util.arrayFromVolume(fresh.previewSlice(nodes, widget._parameterNode.target, 0.0,
-                                                              tuple(moved), **widget.options()))
-    assert drawn.any() and np.array_equal(drawn, expected)
-
-    def failing(*args, **kwargs):
-        raise MRSynthError("model 'x' cannot make FLAIR")
-
-    monkeypatch.setattr(preview, "PreviewSession", failing)
-    nodes["T2"].GetImageData().Modified()  # new voxels: prepared again
-    widget.previewTimer.start()
-    widget.previewTimer.fire()
-    _finish_preparation(widget)
-    assert widget.ui.logTextEdit.lines[-1] == "Preview: model 'x' cannot make FLAIR" and gui.dialogs == []
-    assert widget.ui.livePreviewCheckBox.checked and not widget.previewPrepTimer.active
-
-
-def _finish_download(widget, timeout: float = 60.0) -> None:
-    """Let the download's worker thread end, then deliver the poll Qt's timer would deliver."""
-    deadline = time.monotonic() + timeout
-    while widget.download is not None and widget.download[1].alive:
-        assert time.monotonic() < deadline, "the download never ended"
-        time.sleep(0.01)
-    widget.downloadTimer.fire()
-
-
 def test_download_button_fetches_the_selected_registered_model(served, module):
     """*Download* puts the registry's model into the cache over HTTP (SHA256-checked) in a worker thread,
     the button off meanwhile; a failure (the server gone) is one line and a warning, no traceback."""
@@ -335,7 +206,7 @@ def test_download_button_fetches_the_selected_registered_model(served, module):
     assert not (widget.ui.downloadModelButton.enabled or widget.ui.clearCacheButton.enabled
                 or widget.ui.importModelButton.enabled)  # nothing may pull the cache from under the worker
     assert widget.ui.logTextEdit.lines[-1] == "Downloading model 'tiny-test'..."
-    _finish_download(widget)
+    finish_download(widget)
     assert "Downloaded model 'tiny-test'" in widget.ui.logTextEdit.lines[-1]
     assert widget.downloadProgress[0] == widget.downloadProgress[1] > 0  # the worker reported the bytes
     assert (widget.logic.cacheFolder() / "tiny-test.json").exists() and gui.dialogs == []
@@ -346,7 +217,7 @@ def test_download_button_fetches_the_selected_registered_model(served, module):
         f.unlink()  # the release is gone: 404 for every file
     widget.logic.clearCache()
     widget.ui.downloadModelButton.click()
-    _finish_download(widget)
+    finish_download(widget)
     line = widget.ui.logTextEdit.lines[-1]
     assert line.startswith("Could not download the model: could not download") and gui.dialogs == [("warning", line)]
     assert not (widget.logic.cacheFolder() / "tiny-test.json").exists()
@@ -358,9 +229,9 @@ def test_panel_state_survives_saving_and_reopening_the_scene(module, small_subje
     (singleton, as Slicer makes it). The reopened panel shows the same inputs, target, style, model and
     device — and Apply would run what was saved."""
     mod, slicer, _ = module
-    nodes = _subject(slicer, small_subject)
+    nodes = subject_nodes(slicer, small_subject)
     widget = make_widget(mod)
-    _use_model(widget, tiny_bundle)
+    use_model(widget, tiny_bundle)
     ui, p = widget.ui, widget._parameterNode
     ui.targetComboBox.setCurrentText("PD")
     ui.secondTargetComboBox.setCurrentText("FLAIR")
@@ -386,74 +257,3 @@ def test_panel_state_survives_saving_and_reopening_the_scene(module, small_subje
     again = widget.request()
     assert (again.target, again.styleAlpha, again.options["secondTarget"], again.options["calibrate"]) == \
         (saved.target, saved.styleAlpha, saved.options["secondTarget"], saved.options["calibrate"])
-
-
-def test_preview_never_writes_unlabelled_slices(module, small_subject, tiny_bundle):
-    """Live preview into an acquired volume rewrites it whole and labels it synthetic + preview; into an
-    Apply's result it writes the one slice and says the volume is no longer one consistent result."""
-    mod, slicer, _ = module
-    nodes = _subject(slicer, small_subject)
-    logic = make_widget(mod).logic
-    acquired = _add(slicer, "acquired FLAIR", small_subject.volumes["FLAIR"])
-    centre = tuple(_centre(small_subject.volumes["T1"]))
-    out = logic.previewSlice(nodes, "FLAIR", 0.5, centre, output=acquired, model=str(tiny_bundle), device="cpu")
-    assert out is acquired and acquired.GetAttribute("MRSynth.Synthetic") == "1"
-    assert acquired.GetAttribute("MRSynth.Preview") == "1" and "LIVE PREVIEW" in acquired.GetDescription()
-    assert "SYNTHETIC FLAIR" in acquired.GetDescription()
-    full = logic.synthesize(nodes, "FLAIR", model=str(tiny_bundle), device="cpu")
-    assert full.GetAttribute("MRSynth.Preview") is None and "LIVE PREVIEW" not in full.GetDescription()
-    before = slicer.util.arrayFromVolume(full).copy()
-    logic.previewSlice(nodes, "FLAIR", 1.0, centre, output=full, model=str(tiny_bundle), device="cpu")
-    after = slicer.util.arrayFromVolume(full)
-    changed = np.argwhere((after != before).any(axis=(1, 2)))
-    assert len(changed) <= 1 and after.any()  # one slice re-synthesized, the rest of Apply's volume kept
-    assert full.GetAttribute("MRSynth.Preview") == "1" and full.GetDescription().count("LIVE PREVIEW") == 1
-    logic.previewSlice(nodes, "FLAIR", 0.0, centre, output=full, model=str(tiny_bundle), device="cpu")
-    assert full.GetDescription().count("LIVE PREVIEW") == 1  # labelled once
-
-
-def test_leaving_the_module_or_reloading_it_stops_the_preview(module, small_subject, tiny_bundle):
-    """In another module, scrolling the Red view must not synthesize; after Reload the old panel must not
-    follow the parameter node (two panels would prepare and write previews at once)."""
-    mod, slicer, _ = module
-    _subject(slicer, small_subject)
-    widget = make_widget(mod)
-    _use_model(widget, tiny_bundle)
-    red, centre = widget.redSliceNode(), _centre(small_subject.volumes["T1"])
-    widget.ui.livePreviewCheckBox.checked = True
-    widget.previewTimer.stop()
-    widget.exit()
-    _move_red(red, centre + np.array([0.0, 0.0, 4.0]))
-    assert not widget.previewTimer.active
-    widget.enter()
-    _move_red(red, centre)
-    assert widget.previewTimer.active  # back in the module: the preview follows the Red view again
-    widget.previewTimer.stop()
-    widget.cleanup()  # Reload: the old panel is cleaned up, a new one made on the same parameter node
-    again = make_widget(mod)
-    again.ui.styleAlphaSlider.value = 0.3
-    assert again.previewTimer.active and not widget.previewTimer.active
-    assert widget.ui.styleAlphaSlider.value != 0.3  # the old panel no longer mirrors the parameter node
-
-
-def test_autofill_picks_a_missing_target_and_preview_says_its_limits_once(module, small_subject, tiny_bundle):
-    mod, slicer, _ = module
-    for c in ("T1", "T2", "FLAIR"):
-        _add(slicer, f"sub-01_{c.lower()}", small_subject.volumes[c])
-    widget = make_widget(mod)  # auto-fill on entering: FLAIR is an input, so the target cannot stay FLAIR
-    p = widget._parameterNode
-    assert set(p.inputs()) == {"T1", "T2", "FLAIR"} and p.target == "PD" and widget.ui.applyButton.enabled
-    _use_model(widget, tiny_bundle)
-    p.inputFLAIR, p.target = None, "FLAIR"
-    red = widget.redSliceNode()
-    red.SetSliceToRASByNTP(1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0)  # a sagittal Red view
-    p.registerInputs = True
-    widget.ui.livePreviewCheckBox.checked = True
-    widget.previewTimer.fire()
-    _finish_preparation(widget)
-    assert p.outputVolume is not None  # drawn (an axial slice), with the notes below
-    widget.previewTimer.start()
-    widget.previewTimer.fire()  # prepared already: drawn at once, the notes not repeated
-    notes = [line for line in widget.ui.logTextEdit.lines if line.startswith("Live preview ")]
-    assert notes == ["Live preview draws axial slices (the model's plane): set the Red view to Axial to see them.",
-                     "Live preview does not register the inputs; Apply will."]
