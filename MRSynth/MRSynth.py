@@ -65,6 +65,7 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ModelPane
         self.run: BackgroundRun | None = None  # the Apply in progress
         self._redOrigin = None
         self._previewNotes: set[str] = set()  # what the preview does differently from Apply, said once
+        self._lastPreviewError = ""  # the same preview error is logged once, not at every slider move
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -115,6 +116,7 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ModelPane
     def enter(self) -> None:
         self.initializeParameterNode()
         self.observeRedSlice()
+        self.schedulePreview()  # a preparation cut short by exit() is picked up again
 
     def exit(self) -> None:
         """Another module is shown: stop following the parameter node and the Red view (no preview runs
@@ -328,14 +330,18 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ModelPane
                 return
             out = self.logic.previewSlice(p.inputs(), p.target, p.styleAlpha, self.sliceOrigin(red),
                                           reference=p.referenceVolume, output=p.outputVolume, **self.options())
-        except MRSynthError as exc:  # one line in the panel, never a dialog while dragging
-            self.log(f"Preview: {exc}")
+        except MRSynthError as exc:  # one line in the panel (once, not per slider move), never a dialog
+            line = f"Preview: {exc}"
+            if line != self._lastPreviewError:
+                self._lastPreviewError = line
+                self.log(line)
             return
         except Exception as exc:  # a bug: one line here, the traceback in the Python console, preview off
             logging.exception("MRSynth live preview failed")
             self.log(f"Preview stopped (unexpected error, see the Python console): {exc}")
             self.ui.livePreviewCheckBox.checked = False
             return
+        self._lastPreviewError = ""
         if p.outputVolume is not out:
             p.outputVolume = out
             slicer.util.setSliceViewerLayers(background=out, fit=False)

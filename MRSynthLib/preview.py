@@ -141,4 +141,6 @@ class PreviewSession:
 
     def volume(self) -> Volume:
         """The preview buffer as a labelled synthetic Volume on the first input's grid."""
-        return to_output_volume(self.output, self.prepared, self.target, self.model_id)
+        volume = to_output_volume(self.output, self.prepared, self.target, self.model_id)
+        volume.metadata["MRSynth.Device"] = f"{self.engine.device} ({self.engine.name})"
+        return volume

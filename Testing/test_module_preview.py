@@ -92,10 +92,14 @@ def test_a_new_subject_is_prepared_off_the_main_thread(module, small_subject, ti
     widget.previewTimer.fire()
     widget.previewPrepTimer.fire()  # still preparing: nothing drawn, no second worker
     assert widget._parameterNode.outputVolume is None and widget.previewPrepTimer.active
-    widget.logic.resetPreview()  # e.g. Clear cache while it prepares: that worker is dropped...
+    widget.ui.clearCacheButton.click()  # the worker loads from the cache: Clear waits, with a line
+    assert widget.ui.logTextEdit.lines[-1].startswith("The live preview is preparing from the model cache")
+    assert widget.logic.cacheFolder().exists()
+    widget.logic.resetPreview()  # e.g. a scene close while it prepares: that worker is dropped...
     widget.previewTimer.start()
     widget.previewTimer.fire()
-    assert len(workers) == 1  # ...but still counts: no second worker alongside it
+    live = [t for t in threading.enumerate() if t.name == "MRSynth preview"]
+    assert len(workers) == 1 and len(live) == 1  # ...but still counts: no second worker alongside it
     release.set()
     finish_preparation(widget)  # the dropped one ends; the poll starts the preparation for the panel
     finish_preparation(widget)
@@ -117,6 +121,11 @@ def test_a_new_subject_is_prepared_off_the_main_thread(module, small_subject, ti
     finish_preparation(widget)
     assert widget.ui.logTextEdit.lines[-1] == "Preview: model 'x' cannot make FLAIR" and gui.dialogs == []
     assert widget.ui.livePreviewCheckBox.checked and not widget.previewPrepTimer.active
+    lines = list(widget.ui.logTextEdit.lines)
+    move_red(red, centre)  # the same request again: no new worker, no new line per slider move
+    widget.previewTimer.fire()
+    assert not widget.logic.previewPreparing() and not widget.previewPrepTimer.active
+    assert widget.ui.logTextEdit.lines == lines
 
 
 def test_preview_never_writes_unlabelled_slices(module, small_subject, tiny_bundle):
@@ -157,8 +166,10 @@ def test_leaving_the_module_or_reloading_it_stops_the_preview(module, small_subj
     move_red(red, centre + np.array([0.0, 0.0, 4.0]))
     assert not widget.previewTimer.active
     widget.enter()
+    assert widget.previewTimer.active  # back in the module: what exit() cut short is picked up again
+    widget.previewTimer.stop()
     move_red(red, centre)
-    assert widget.previewTimer.active  # back in the module: the preview follows the Red view again
+    assert widget.previewTimer.active  # and the preview follows the Red view again
     widget.previewTimer.stop()
     widget.cleanup()  # Reload: the old panel is cleaned up, a new one made on the same parameter node
     again = make_widget(mod)

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -249,11 +250,43 @@ def test_logic_model_cache_and_device_warning(module, tiny_bundle, monkeypatch):
 
     has_cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
     assert bool(logic.deviceWarning("cuda:0")) != has_cuda and logic.deviceWarning("cpu") == ""
+    install_logic = sys.modules["MRSynthSlicerLib.InstallLogic"]
     for gpu in (False, True):  # 'auto' on a machine with an NVIDIA driver but a CPU-only onnxruntime
         monkeypatch.setattr(shutil, "which", lambda name, gpu=gpu: "/usr/bin/nvidia-smi" if gpu else None)
+        install_logic._nvidiaDriver.cache_clear()  # asked once per session in the panel
         warning = logic.deviceWarning("auto")
         assert bool(warning) == (gpu and not has_cuda), warning
         assert not warning or "runs on the CPU" in warning
+    install_logic._nvidiaDriver.cache_clear()
+
+
+def test_an_engine_loaded_while_the_cache_is_cleared_is_not_kept(module, tiny_bundle, monkeypatch):
+    """The preview's worker may be loading a model when Clear runs: it may use it once, never cache it."""
+    import threading
+
+    import MRSynthLib.registry as registry
+
+    mod, _ = module
+    logic = mod.MRSynthLogic()
+    card = str(tiny_bundle)  # outside the cache, so the load itself succeeds after Clear
+    loading, release, real = threading.Event(), threading.Event(), registry.load_backend
+
+    def held(*args, **kwargs):
+        loading.set()
+        assert release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(registry, "load_backend", held)
+    loaded = []
+    worker = threading.Thread(target=lambda: loaded.append(logic.engine(card, "cpu")))
+    worker.start()
+    assert loading.wait(30)
+    logic.clearCache()
+    release.set()
+    worker.join(30)
+    assert loaded and loaded[0][1] == "tiny-test"  # the worker got its engine...
+    assert logic._engines == {}  # not put back: the cleared model cannot be used from the cache again
+    monkeypatch.setattr(registry, "load_backend", real)
 
 
 # --- the module's own ScriptedLoadableModuleTest, run on slicer-core; only SampleData's download is local ---
@@ -303,7 +336,6 @@ def test_module_self_test_runs_on_the_registered_sample_brain(module, monkeypatc
     """MRSynthTest itself (console API, labels, geometry, background process = in-process voxels, preview
     slice = full run's slice) on the
     sample subject whose files `mrsynth demo` writes; their bytes must match the SHA256 registered."""
-    import sys
     import unittest
 
     from MRSynthLib.io import write_volume

@@ -7,6 +7,7 @@ Runtime only; it never installs or imports torch.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import os
@@ -56,6 +57,22 @@ def _slicerPackaging():
     return None
 
 
+@functools.cache
+def _nvidiaDriver() -> bool:
+    """An NVIDIA driver on this machine (its ``nvidia-smi``); asked once: the panel redraws often."""
+    return shutil.which("nvidia-smi") is not None
+
+
+@functools.cache
+def _onnxProviders() -> tuple[str, ...] | None:
+    """onnxruntime's execution providers, or None when it is not installed yet (asked once)."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        return None
+    import onnxruntime
+
+    return tuple(onnxruntime.get_available_providers())
+
+
 def _requirements(specs: list[str]) -> list:
     """``pip_ensure`` takes ``packaging`` Requirement objects."""
     from packaging.requirements import Requirement
@@ -98,6 +115,7 @@ class InstallLogic:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise MRSynthError(f"installation of {names} did not complete ({reason}); nothing was run") from None
         importlib.invalidate_caches()  # pip ran in another process: let find_spec see what it installed
+        _onnxProviders.cache_clear()
         still = self.missingDependencies()
         if still:
             raise MRSynthError(f"{', '.join(still)} still missing after installation; restart Slicer and try again")
@@ -106,14 +124,11 @@ class InstallLogic:
     def deviceWarning(device: str) -> str:
         """The panel's device line: CUDA asked for but impossible, or (``auto``) an NVIDIA GPU on this machine
         that the installed onnxruntime cannot use — so the GPU is never left unused without a word."""
-        if importlib.util.find_spec("onnxruntime") is None:
-            return ""
-        gpuHere = device == "auto" and shutil.which("nvidia-smi") is not None
+        gpuHere = device == "auto" and _nvidiaDriver()
         if not device.startswith("cuda") and not gpuHere:
             return ""
-        import onnxruntime
-
-        if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        providers = _onnxProviders()
+        if providers is None or "CUDAExecutionProvider" in providers:
             return ""
         if gpuHere:
             return ("This machine has an NVIDIA GPU but this onnxruntime has no CUDA provider: 'auto' runs on "

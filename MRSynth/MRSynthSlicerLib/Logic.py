@@ -25,12 +25,14 @@ class MRSynthLogic(ScriptedLoadableModuleLogic, InstallLogic, PreviewLogic):
         ScriptedLoadableModuleLogic.__init__(self)
         self.resetPreview()
         self._engines: dict = {}
+        self._engineGeneration = 0  # bumped by clearCache: an engine loaded meanwhile is not cached
 
     def getParameterNode(self):
         return MRSynthParameterNode(super().getParameterNode())
 
     def clearCache(self) -> None:
         InstallLogic.clearCache(self)
+        self._engineGeneration += 1
         self._engines.clear()
         self.resetPreview()
 
@@ -39,10 +41,14 @@ class MRSynthLogic(ScriptedLoadableModuleLogic, InstallLogic, PreviewLogic):
         from MRSynthLib.registry import load_backend, resolve_model
 
         key = (model, device)
-        if key not in self._engines:
-            bundle = resolve_model(model)
-            self._engines[key] = (load_backend(bundle, "onnx", device), bundle.id)
-        return self._engines[key]
+        if key in self._engines:
+            return self._engines[key]
+        generation = self._engineGeneration  # the preview's worker may load while Clear runs
+        bundle = resolve_model(model)
+        made = (load_backend(bundle, "onnx", device), bundle.id)
+        if generation == self._engineGeneration:
+            self._engines[key] = made
+        return made
 
     # --- synthesis -------------------------------------------------------------------------------
     def autoFill(self) -> dict:

@@ -72,6 +72,9 @@ class ModelPanel:
     def onClearCache(self) -> None:
         if self.download is not None:
             return
+        if self.logic.previewPreparing():  # its worker is loading a model from that folder
+            self.log("The live preview is preparing from the model cache; clear it when that is done.")
+            return
         if slicer.util.confirmOkCancelDisplay(f"Delete all models in {self.logic.cacheFolder()}?"):
             self.logic.clearCache()
             self.refreshModels()
@@ -84,6 +87,8 @@ class ModelPanel:
             return
         with reportErrors("Could not download the model", self.log):
             modelId = self._parameterNode.model or load_registry().get("default", "")
+
+            self.downloadProgress = (0, 0, "")
 
             def progress(done: int, total: int, name: str) -> None:
                 self.downloadProgress = (done, total, name)

@@ -34,13 +34,14 @@ class PreviewLogic:
     _previewKey = None
     _preparation: tuple | None = None  # (request key, WorkerThread) while a worker prepares
     _dropped: WorkerThread | None = None  # a worker resetPreview let go of, until it ends
+    _failed: tuple | None = None  # (request key, error) of the last failed preparation: not retried
 
     def resetPreview(self) -> None:
         """Forget the prepared subject; a preparation still running is dropped when it ends (and still
         counts as running, so a new one waits for it: never two workers at once)."""
         if self._preparation is not None and self._preparation[1].alive:
             self._dropped = self._preparation[1]
-        self._preview, self._previewKey, self._preparation = None, None, None
+        self._preview, self._previewKey, self._preparation, self._failed = None, None, None, None
 
     def previewPreparing(self) -> bool:
         """True while a worker thread is preparing the preview (the panel polls this)."""
@@ -51,9 +52,10 @@ class PreviewLogic:
                        background: bool = False, **_ignored) -> bool:
         """Make the preview ready for this request; True when it is.
 
-        ``background=True`` never blocks: it starts (or keeps) a worker for the request and returns False
-        until that worker has finished; a worker's error is raised here, once, on the main thread. One worker
-        at a time: a request that changed while one runs waits for it (rapid changes never pile up threads)."""
+        ``background=True`` never waits for the preparation (it only reads the nodes, ~20 ms): it starts
+        (or keeps) a worker for the request and returns False until that worker has finished. A worker's
+        error is raised here, on the main thread, and again for the same request without a new worker. One
+        worker at a time: a request that changed while one runs waits for it (no pile-up of threads)."""
         from MRSynthLib.mrml import check_nodes
 
         check_nodes(inputs, target, None, reference, mask)
@@ -61,11 +63,17 @@ class PreviewLogic:
                secondTarget, model, device, matchHistogram, calibrate)
         if key == self._previewKey:
             return True
+        if self._failed is not None and self._failed[0] == key:
+            raise self._failed[1]  # same request, same error: no new ~1 s worker per slider move
         if background and self.previewPreparing():
             return False
         if self._preparation is not None and self._preparation[0] == key:
             worker, self._preparation = self._preparation[1], None
-            self._preview = worker.result()  # raises the worker's error; a blocking caller waits for it
+            try:
+                self._preview = worker.result()  # a blocking caller waits for it
+            except Exception as exc:
+                self._failed = (key, exc)
+                raise
             self._previewKey = key
             return True
         make = self._sessionMaker(inputs, target, reference, model, device, secondTarget, mask, matchHistogram,

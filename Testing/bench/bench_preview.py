@@ -125,6 +125,9 @@ def main() -> int:
         ref_session = PreviewSession(engine, inputs, "FLAIR", reference=reference)
         rows.append(("prepare once + encode reference style", f"{(time.perf_counter() - t) * 1000:.0f} ms"))
         rows.append(("main (UI) thread while the panel's worker prepares", _main_thread_stalls(engine, inputs)))
+        t_copy = _nodes_to_volumes(inputs)
+        if t_copy is not None:
+            rows.append(("main thread before that: read the 3 input nodes (copy + checks)", f"{t_copy * 1000:.0f} ms"))
 
         mid = session.index_from_ras(tuple(inputs["T1"].affine_ras @ np.r_[np.array(inputs["T1"].size_ijk) / 2, 1])[:3])
         buffer = np.zeros(inputs["T1"].array.shape, dtype=np.float32)  # the output node's voxels
@@ -157,6 +160,28 @@ def main() -> int:
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")
     return 0
+
+
+def _nodes_to_volumes(inputs: dict) -> float | None:
+    """Seconds the panel spends on the main thread reading the input nodes before its worker starts
+    (MRML is not thread-safe, so the voxels are copied and checked there)."""
+    try:
+        import slicer
+        import slicer.util
+    except ImportError:
+        return None
+    from MRSynthLib.mrml import volume_from_node
+
+    scene = slicer.vtkMRMLScene()
+    nodes = {}
+    for c, v in inputs.items():
+        nodes[c] = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", c)
+        nodes[c].SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(v.affine_ras))
+        slicer.util.updateVolumeFromArray(nodes[c], np.ascontiguousarray(v.array, dtype=np.float32))
+    t0 = time.perf_counter()
+    for c, n in nodes.items():
+        volume_from_node(n, c)
+    return time.perf_counter() - t0
 
 
 def _node_update(buffer: np.ndarray, like) -> list[float] | None:
