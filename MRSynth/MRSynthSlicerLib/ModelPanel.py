@@ -2,7 +2,7 @@
 
 A mixin of ``MRSynthWidget`` (kept apart so MRSynth.py stays a thin Widget). It uses the Widget's ``ui``,
 ``logic``, ``log`` and ``_parameterNode``. Downloading runs in a worker thread (``WorkerThread``) polled by
-``downloadTimer``, so a slow hospital network never freezes Slicer; the progress bar follows the bytes.
+``downloadTimer``, so a slow hospital network never freezes Slicer; the progress bar follows each file's bytes.
 """
 
 from __future__ import annotations
@@ -87,7 +87,6 @@ class ModelPanel:
             return
         with reportErrors("Could not download the model", self.log):
             modelId = self._parameterNode.model or load_registry().get("default", "")
-
             self.downloadProgress = (0, 0, "")
 
             def progress(done: int, total: int, name: str) -> None:

@@ -162,6 +162,16 @@ def main() -> int:
     return 0
 
 
+def _volume_node(scene, name: str, array: np.ndarray, like):
+    """A scalar volume node holding ``array`` on ``like``'s grid (slicer-core)."""
+    import slicer.util
+
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+    node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(like.affine_ras))
+    slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(array, dtype=np.float32))
+    return node
+
+
 def _nodes_to_volumes(inputs: dict) -> float | None:
     """Seconds the panel spends on the main thread reading the input nodes before its worker starts
     (MRML is not thread-safe, so the voxels are copied and checked there)."""
@@ -175,9 +185,7 @@ def _nodes_to_volumes(inputs: dict) -> float | None:
     scene = slicer.vtkMRMLScene()
     nodes = {}
     for c, v in inputs.items():
-        nodes[c] = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", c)
-        nodes[c].SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(v.affine_ras))
-        slicer.util.updateVolumeFromArray(nodes[c], np.ascontiguousarray(v.array, dtype=np.float32))
+        nodes[c] = _volume_node(scene, c, v.array, v)
     t0 = time.perf_counter()
     for c, n in nodes.items():
         volume_from_node(n, c)
@@ -192,9 +200,7 @@ def _node_update(buffer: np.ndarray, like) -> list[float] | None:
     except ImportError:
         return None
     scene = slicer.vtkMRMLScene()
-    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "preview")
-    node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(like.affine_ras))
-    slicer.util.updateVolumeFromArray(node, buffer)
+    node = _volume_node(scene, "preview", buffer, like)
     view = slicer.util.arrayFromVolume(node)
     times = []
     for _ in range(20):
