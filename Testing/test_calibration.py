@@ -164,7 +164,8 @@ def test_training_run_writes_templates_that_reach_the_card(tmp_path, real_root):
 
     cfg = from_dict(TrainConfig, {
         "recipe": "unified", "steps": 2, "batch_size": 2, "checkpoint_every": 2, "threads": 2,
-        "data": {"real_root": str(real_root), "real_exclude": ["TCGA-DU-7294"], "real_weight": 0.9, "simulated": 1,
+        "data": {"real_root": str(real_root), "real_include": ["TCGA-FG-6692", "TCGA-DU-7294"],
+                 "real_exclude": ["TCGA-DU-7294"], "real_weight": 0.9, "simulated": 1,
                  "simulated_shape": [40, 48, 40], "patch": 32},
         "model": {"ngf": 4, "n_blocks": 1, "style_dim": 4}})
     run = tmp_path / "run"

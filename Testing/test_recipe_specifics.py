@@ -31,6 +31,21 @@ def test_collagan_ssim_loss_hand_computed():
     assert float(ssim_loss(a, a)) == pytest.approx(0.0, abs=1e-6)
 
 
+def test_ssim_loss_is_float32_under_bfloat16_autocast():
+    """Under bf16 autocast (CPUs with AMX, GPUs with amp: bf16) the SSIM terms must stay float32: in bf16
+    the variances (differences of blurred squares) lose their digits and the log loss went to −inf."""
+    from mrsynth_train.losses import ssim, ssim_loss
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand((2, 1, 32, 32), generator=g) * 0.8 + 0.1
+    b = (a + 0.05 * torch.randn(a.shape, generator=g)).clamp(0, 1)
+    ref_s, ref_loss = ssim(a, b), ssim_loss(a, b)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        s, loss = ssim(a, b), ssim_loss(a, b)
+    assert s.dtype == torch.float32 and loss.dtype == torch.float32
+    assert torch.allclose(s, ref_s, atol=1e-6) and float(loss) == pytest.approx(float(ref_loss), abs=1e-6)
+
+
 def test_mist_mapping_network_learns_at_its_scaled_rate():
     lr = lambda opt: opt.param_groups[0]["lr"]  # noqa: E731
     default = build_recipe(TrainConfig(recipe="mist", lr=1e-3, options=TINY["mist"]))
@@ -103,10 +118,10 @@ def subject():
     return simulated_subjects(1, (40, 48, 40))
 
 
-OFF = {"flip": 0.0, "gamma": 0.0, "scale": 0.0, "bias": 0.0, "noise": 0.0, "subject_gamma": 0.0}
+OFF = {"flip": 0.0, "gamma": 0.0, "scale": 0.0, "bias": 0.0, "noise": 0.0, "subject_gamma": 0.0, "curve": 0.0}
 
 
-@pytest.mark.parametrize("switch", ["flip", "gamma", "scale", "bias", "noise", "subject_gamma"])
+@pytest.mark.parametrize("switch", ["flip", "gamma", "scale", "bias", "noise", "subject_gamma", "curve"])
 def test_each_augmentation_changes_the_sample(switch, subject):
     """The same draw with one augmentation switched on for sure vs all off: the sample must change
     (inputs for the per-channel intensity ones, whose geometric ``contrasts`` stay as they were)."""
@@ -115,7 +130,7 @@ def test_each_augmentation_changes_the_sample(switch, subject):
     assert not np.allclose(aug.images, base.images, atol=1e-3)
     if switch == "flip":
         assert np.array_equal(aug.images, base.images[..., ::-1]) and np.array_equal(aug.mask, base.mask[..., ::-1])
-    if switch in ("gamma", "bias", "noise"):
+    if switch in ("gamma", "bias", "noise", "curve"):
         assert np.array_equal(aug.contrasts, base.contrasts) and np.array_equal(aug.truth, base.truth)
     if switch == "subject_gamma":  # truth too: the whole sample looks like another subject
         assert not np.allclose(aug.truth, base.truth, atol=1e-3)

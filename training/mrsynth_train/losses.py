@@ -31,7 +31,17 @@ def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0, window: int 
     """Differentiable 2D SSIM (Wang et al. 2004) with a Gaussian window, per image, shape (N,).
 
     Written here because the loss needs gradients (scikit-image's SSIM, used for evaluation, has
-    none); constants K1 = 0.01, K2 = 0.03 as in skimage; reflect padding keeps the size."""
+    none); constants K1 = 0.01, K2 = 0.03 as in skimage; reflect padding keeps the size.
+
+    Always computed in float32 (or wider), also under autocast: the variances are differences of nearly equal
+    blurred squares, which bfloat16's 8-bit mantissa turns into large negative numbers (SSIM far below
+    −1, the log loss −inf on CPUs with native bf16 and on GPUs)."""
+    with torch.autocast(a.device.type, enabled=False):
+        dtype = torch.promote_types(a.dtype, torch.float32)  # float64 stays float64
+        return _ssim_float32(a.to(dtype), b.to(dtype), data_range, window, sigma)
+
+
+def _ssim_float32(a: torch.Tensor, b: torch.Tensor, data_range: float, window: int, sigma: float) -> torch.Tensor:
     c = a.shape[1]
     g = _gauss(window, sigma, a.device, a.dtype)
     kx = g.view(1, 1, 1, -1).expand(c, 1, 1, window)
@@ -52,9 +62,10 @@ def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0, window: int 
 
 def ssim_loss(a: torch.Tensor, b: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """CollaGAN's −log((1 + SSIM) / 2), mean over the batch: 0 for identical images, grows without
-    bound as SSIM → −1 (Lee et al. 2019)."""
+    bound as SSIM → −1 (Lee et al. 2019). float32 under any autocast (see ``ssim``)."""
     s = ssim(a, b, data_range)
-    return -torch.log(((1 + s) / 2).clamp(min=1e-6)).mean()
+    with torch.autocast(s.device.type, enabled=False):
+        return -torch.log(((1 + s) / 2).clamp(min=1e-6)).mean()
 
 
 def kl_unit_variance(mu: torch.Tensor) -> torch.Tensor:
