@@ -23,6 +23,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     t.add_argument("--max-steps", type=int, default=None)
     t.add_argument("--exclude", action="append", default=[], help="real subject to hold out (repeatable)")
+    t.add_argument("--exclude-site", action="append", default=[], metavar="SITE",
+                   help="hold out every real subject of this site (e.g. BraTS18-CBICA; see mrsynth_train.sites)")
+    t.add_argument("--data", default=None, metavar="ROOT",
+                   help="real data root (replaces the config's data.real_root, which is relative to the config file)")
     e = sub.add_parser("export", help="export a run to ONNX + model card")
     e.add_argument("run")
     e.add_argument("--out", required=True, help="folder for the model bundle")
@@ -58,6 +62,22 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _site_subjects(cfg, config_dir: Path, sites: list[str]) -> list[str]:
+    """The real subjects of ``sites`` under the config's data root; an unknown site is an error."""
+    from .data import subject_units  # noqa: PLC0415
+    from .sites import group_by_site  # noqa: PLC0415
+    from .trainer import resolve_root  # noqa: PLC0415
+
+    root = resolve_root(cfg.data.real_root, config_dir)
+    if not root.exists():
+        raise MRSynthError("data root not found", str(root))
+    groups = group_by_site([name for name, _ in subject_units(root)])
+    unknown = [s for s in sites if s not in groups]
+    if unknown:
+        raise MRSynthError(f"unknown site(s) {', '.join(unknown)} (sites here: {', '.join(groups)})", str(root))
+    return [subject for s in sites for subject in groups[s]]
+
+
 def _subject_run(text: str) -> tuple[str, Path]:
     subject, sep, run = text.partition("=")
     if not sep or not subject or not run:
@@ -78,8 +98,13 @@ def main(argv: list[str] | None = None) -> int:
             from .trainer import train  # noqa: PLC0415
 
             cfg = load_config(args.config)
-            if args.exclude:
-                cfg.data.real_exclude = list(cfg.data.real_exclude) + args.exclude
+            if args.data:
+                cfg.data.real_root = str(Path(args.data).expanduser().resolve())
+            held_out = list(args.exclude)
+            if args.exclude_site:
+                held_out += _site_subjects(cfg, Path(args.config).resolve().parent, args.exclude_site)
+            if held_out:
+                cfg.data.real_exclude = list(cfg.data.real_exclude) + held_out
             out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
             summary = train(cfg, out, resume=args.resume, max_steps=args.max_steps,
                             config_dir=Path(args.config).resolve().parent)

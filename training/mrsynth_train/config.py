@@ -36,6 +36,9 @@ class DataConfig:
     noise_std: float = 0.03
     subject_gamma: float = 0.0  # whole sample, truth included (see data.Augment)
     subject_gamma_range: list[float] = field(default_factory=lambda: [0.6, 1.8])
+    curve: float = 0.0  # per input channel: random monotone tone curve (SynthSR-style domain randomization)
+    curve_knots: int = 6
+    curve_concentration: float = 2.0
     extra_roots: list[str] = field(default_factory=list)  # more subject folders / BIDS roots
     extra_weights: list[float] = field(default_factory=list)
 

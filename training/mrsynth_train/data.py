@@ -22,6 +22,8 @@ from MRSynthLib.phantom import simulate_subject
 from MRSynthLib.preprocess import derive_mask, normalize
 from MRSynthLib.volume import Volume
 
+from .intensity_aug import apply_curve, random_monotone_curve
+
 log = logging.getLogger("mrsynth_train")
 
 
@@ -34,10 +36,14 @@ class SubjectArrays:
 
 
 def _from_volumes(name: str, volumes: dict[str, Volume], mask: np.ndarray | None = None) -> SubjectArrays:
+    """Canonical, normalized arrays on the training grid (1 mm where the subject's voxels are not)."""
+    from .training_grid import to_training_grid  # noqa: PLC0415
+
     first = next(iter(volumes.values()))
     m = derive_mask([v.array for v in volumes.values()]) if mask is None else mask
     images = {c: orientation.to_canonical(v.with_array(normalize(v.array, m))) for c, v in volumes.items()}
-    return SubjectArrays(name, images, orientation.to_canonical(first.with_array(m)), first)
+    images, canon_mask = to_training_grid(images, orientation.to_canonical(first.with_array(m)), first)
+    return SubjectArrays(name, images, canon_mask, first)
 
 
 _BIDS_SUFFIX = {"t1w": "T1", "t2w": "T2", "flair": "FLAIR", "pdw": "PD"}
@@ -220,6 +226,9 @@ class Augment:
     # model learns to follow the inputs' intensity distribution instead of memorising one subject's.
     subject_gamma: float = 0.0
     subject_gamma_range: tuple[float, float] = (0.6, 1.8)
+    curve: float = 0.0  # per input channel: a random monotone tone curve (see intensity_aug)
+    curve_knots: int = 6
+    curve_concentration: float = 2.0
 
 
 AXES = {"axial": 0, "coronal": 1, "sagittal": 2}  # canonical arrays are (S, P, L)
@@ -312,6 +321,8 @@ class SliceSampler:
         if a.gamma > 0 and rng.random() < a.gamma:
             lo, hi = a.gamma_range
             stack = stack ** np.float32(rng.uniform(lo, hi))
+        if a.curve > 0 and rng.random() < a.curve:
+            stack = apply_curve(stack, random_monotone_curve(rng, a.curve_knots, a.curve_concentration))
         if a.bias > 0 and rng.random() < a.bias:
             y, x = np.meshgrid(*(np.linspace(-1, 1, n, dtype=np.float32) for n in stack.shape[-2:]), indexing="ij")
             c = rng.normal(0, a.bias_strength, 5).astype(np.float32)

@@ -48,7 +48,7 @@ def build_recipe(cfg: TrainConfig):
     return getattr(importlib.import_module(f"{__package__}.{module}"), cls)(cfg)
 
 
-def _resolve(path: str, root_dir: Path | None) -> Path:
+def resolve_root(path: str, root_dir: Path | None) -> Path:
     """Absolute path of a data root: relative to the config file's folder when known, else to the cwd."""
     p = Path(path).expanduser()
     return (root_dir / p if not p.is_absolute() and root_dir is not None else p).resolve()
@@ -57,8 +57,8 @@ def _resolve(path: str, root_dir: Path | None) -> Path:
 def resolved_config(cfg: TrainConfig, root_dir: Path | None) -> dict:
     """The config as run, data roots made absolute (the run folder must say which data it saw)."""
     out = to_dict(cfg)
-    out["data"]["real_root"] = str(_resolve(cfg.data.real_root, root_dir))
-    out["data"]["extra_roots"] = [str(_resolve(r, root_dir)) for r in cfg.data.extra_roots]
+    out["data"]["real_root"] = str(resolve_root(cfg.data.real_root, root_dir))
+    out["data"]["extra_roots"] = [str(resolve_root(r, root_dir)) for r in cfg.data.extra_roots]
     return out
 
 
@@ -83,10 +83,10 @@ def build_sampler(cfg: TrainConfig, root_dir: Path | None = None) -> tuple[Slice
                            f"{len(d.extra_weights)}")
     real, skipped = [], []
     if d.real_weight > 0:
-        real, skipped = load_root(_resolve(d.real_root, root_dir), d.real_include or None, d.real_exclude or None)
+        real, skipped = load_root(resolve_root(d.real_root, root_dir), d.real_include or None, d.real_exclude or None)
     extras = []
     for root in d.extra_roots:
-        subjects, more = load_root(_resolve(root, root_dir))
+        subjects, more = load_root(resolve_root(root, root_dir))
         extras.append(subjects)
         skipped += more
     sims = simulated_subjects(d.simulated, tuple(d.simulated_shape), d.simulated_seed) if d.simulated else []
@@ -97,7 +97,8 @@ def build_sampler(cfg: TrainConfig, root_dir: Path | None = None) -> tuple[Slice
     weights = mixture_weights(groups, [d.real_weight, *d.extra_weights, sim_weight])
     augment = (Augment(flip=d.flip, gamma=d.gamma, gamma_range=tuple(d.gamma_range), scale=d.scale, bias=d.bias, bias_strength=d.bias_strength,
                        noise=d.noise, noise_std=d.noise_std, subject_gamma=d.subject_gamma,
-                       subject_gamma_range=tuple(d.subject_gamma_range)) if d.augment else False)
+                       subject_gamma_range=tuple(d.subject_gamma_range), curve=d.curve, curve_knots=d.curve_knots,
+                       curve_concentration=d.curve_concentration) if d.augment else False)
     subjects = [s for g in groups for s in g]
     info = {"real": [s.name for s in real], "extra": [[s.name for s in g] for g in extras],
             "simulated": len(sims), "skipped": len(skipped), "skipped_subjects": skipped}

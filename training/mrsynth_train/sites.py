@@ -1,0 +1,35 @@
+"""Acquisition sites of the real subjects, for validation grouped by site (generalization to a new scanner).
+
+A site is what a model has to generalize across: the scanner, protocol and preprocessing of one source.
+Folders of ``../shared/data/real`` are named ``<source>-<site>-<case>`` (``BraTS18-CBICA-AAB``) or
+``<source>-<case>`` (``TCGA-DU-7294``, ``Kirby21-113``); the rules below map each to its site group.
+BraTS 2018's TCIA cases come from three TCIA institutions with few cases each: they form one group
+(``BraTS18-TCIA``) so that each fold holds out several subjects. Other names fall back to the text
+before the first ``-`` (a BIDS ``sub-01`` is its own site: nothing better can be known from a name)."""
+
+from __future__ import annotations
+
+import re
+
+SITE_RULES: tuple[tuple[str, str], ...] = (
+    (r"^BraTS\d*-CBICA-", "BraTS18-CBICA"),
+    (r"^BraTS\d*-TCIA\d*-", "BraTS18-TCIA"),
+    (r"^TCGA-", "TCGA"),
+    (r"^Kirby21-", "Kirby21"),
+)
+
+
+def site_of(subject: str) -> str:
+    """The site group of a subject folder name (see the module docstring)."""
+    for pattern, site in SITE_RULES:
+        if re.match(pattern, subject):
+            return site
+    return subject.split("-")[0] if "-" in subject and not subject.startswith("sub-") else subject
+
+
+def group_by_site(subjects: list[str]) -> dict[str, list[str]]:
+    """Site → its subjects, sites and subjects sorted (the folds of a site-grouped cross-validation)."""
+    out: dict[str, list[str]] = {}
+    for s in sorted(subjects):
+        out.setdefault(site_of(s), []).append(s)
+    return dict(sorted(out.items()))
