@@ -70,6 +70,18 @@ def parse_templates(raw: dict | None) -> dict[str, np.ndarray] | None:
     return out
 
 
+def parse_calibrate_targets(record: dict) -> frozenset[str] | None:
+    """The targets a card calibrates (``calibrate_targets``, decided per target by site validation: the
+    product never applies calibration where validation shows it hurts); None when the card does not say
+    (older cards: every target with a template)."""
+    raw = record.get("calibrate_targets")
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not all(isinstance(c, str) for c in raw):
+        raise MRSynthError("intensity_templates.calibrate_targets must be a list of contrast names")
+    return frozenset(canonical(c) for c in raw)
+
+
 def _at_levels(template: np.ndarray, at: np.ndarray) -> np.ndarray:
     return np.interp(at, levels(template.size), template)
 

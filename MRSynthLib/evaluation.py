@@ -43,6 +43,8 @@ def evaluate_arrays(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray | None
         raise MRSynthError("the evaluation mask is empty")
     p = normalize(pred, m).astype(np.float64)
     t = normalize(truth, m).astype(np.float64)
+    box = mask_box(m, SSIM_WINDOW // 2 + 1)  # SSIM inside the mask never reads beyond it: same numbers, 2–3× faster
+    p, t, m = p[box], t[box], m[box]
     mae = float(np.abs(p[m] - t[m]).mean())
     psnr = float(peak_signal_noise_ratio(t[m], p[m], data_range=1.0)) if mae > 0 else float("inf")
     _, ssim_map = structural_similarity(t, p, data_range=1.0, gaussian_weights=True, sigma=SSIM_SIGMA,
@@ -51,6 +53,22 @@ def evaluate_arrays(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray | None
     if mutual_information:
         out["NMI"] = float(normalized_mutual_information(t[m], p[m], bins=64))
     return out
+
+
+def mask_box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
+    """Bounding box of the mask grown by ``margin`` voxels each side (clipped to the array), as slices.
+    The margin must cover the SSIM window's radius, so every masked voxel's window stays inside the box
+    and the filters' border handling never touches a value that counts; the box is never smaller than
+    the window."""
+    idx = np.nonzero(mask)
+    out = []
+    for axis, size in enumerate(mask.shape):
+        lo, hi = max(int(idx[axis].min()) - margin, 0), min(int(idx[axis].max()) + 1 + margin, size)
+        short = SSIM_WINDOW - (hi - lo)
+        if short > 0:
+            lo, hi = max(lo - short, 0), min(hi + short, size)
+        out.append(slice(lo, hi))
+    return tuple(out)
 
 
 def histogram_match(source: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> np.ndarray:

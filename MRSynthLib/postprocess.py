@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .calibration import blend_geometric, estimate_gamma, target_quantiles
+from .contrasts import canonical
 from .preprocess import derive_mask, normalize
 from .volume import Volume
 
@@ -96,7 +97,10 @@ def output_mapping(engine, prepared, target: str, second_target: str | None = No
         gamma = estimate_gamma(prepared.stack, prepared.available, prepared.mask, templates)
         if gamma is not None:
             mapping.gamma = gamma
-            mapping.calibrated = target_quantiles(templates, target, gamma)
-            if second_target is not None and mapping.calibrated is not None:
+            allowed = getattr(engine, "calibrate_targets", None)
+            if allowed is None or canonical(target) in allowed:
+                mapping.calibrated = target_quantiles(templates, target, gamma)
+            if second_target is not None and mapping.calibrated is not None and (
+                    allowed is None or canonical(second_target) in allowed):
                 mapping.second = target_quantiles(templates, second_target, gamma)
     return mapping

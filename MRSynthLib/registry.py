@@ -169,11 +169,12 @@ def _with_card_settings(engine, bundle: ModelBundle):
     """Attach the card's intensity templates (``MRSynthLib.calibration``; None for older cards) and its
     2.5D context (``arch.context``: neighbouring slices per side the generator expects; 0 for older cards)."""
     engine.context = int(bundle.card.get("arch", {}).get("context", 0))
-    from .calibration import parse_templates  # noqa: PLC0415
+    from .calibration import parse_calibrate_targets, parse_templates  # noqa: PLC0415
 
     raw = bundle.card.get("intensity_templates") or {}
     try:
         engine.intensity_templates = parse_templates(raw.get("contrasts"))
+        engine.calibrate_targets = parse_calibrate_targets(raw)
     except MRSynthError as exc:
         raise MRSynthError(str(exc), bundle.card_name) from None
     return engine

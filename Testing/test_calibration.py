@@ -121,6 +121,35 @@ def test_output_takes_the_tone_the_inputs_imply(calibrated_bundle, tiny_bundle, 
     assert plain.metadata["MRSynth.Calibration"] == "off"
 
 
+def test_card_calibrates_only_the_targets_validation_chose(calibrated_bundle, small_subject, tmp_path):
+    """``calibrate_targets`` in the card's templates (written by ``validate-sites --final``): FLAIR listed →
+    calibrated; T2 not listed → the generator's output, said "off"; a malformed list is refused naming the card."""
+    import shutil
+
+    from MRSynthLib.errors import MRSynthError
+    from MRSynthLib.synthesis import synthesize
+
+    folder = tmp_path / "chosen"
+    shutil.copytree(calibrated_bundle.parent, folder)
+    card_path = folder / calibrated_bundle.name
+    card = json.loads(card_path.read_text())
+    card["intensity_templates"]["calibrate_targets"] = ["FLAIR"]
+    card_path.write_text(json.dumps(card))
+    chosen, everything = _engine(card_path), _engine(calibrated_bundle)
+    assert chosen.calibrate_targets == frozenset({"FLAIR"}) and everything.calibrate_targets is None
+    inputs = {c: small_subject.volumes[c] for c in ("T1", "T1Gd")}
+    flair = synthesize(inputs, "FLAIR", engine=chosen)
+    assert flair.metadata["MRSynth.Calibration"].startswith("tone exponent")
+    np.testing.assert_array_equal(flair.array, synthesize(inputs, "FLAIR", engine=everything).array)
+    t2 = synthesize(inputs, "T2", engine=chosen)
+    assert t2.metadata["MRSynth.Calibration"] == "off"
+    np.testing.assert_array_equal(t2.array, synthesize(inputs, "T2", engine=everything, calibrate=False).array)
+    card["intensity_templates"]["calibrate_targets"] = "FLAIR"
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(MRSynthError, match="calibrate_targets"):
+        _engine(card_path)
+
+
 def test_preview_is_close_to_the_full_path_and_keeps_its_voxel_order(calibrated_bundle, small_subject):
     """The full run maps the whole volume's output histogram; the preview estimates it from a few slices
     spread through the brain. Same voxel order within the slice, values within a few hundredths."""

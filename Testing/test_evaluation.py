@@ -75,3 +75,24 @@ def test_a_volume_smaller_than_the_ssim_window_is_refused_in_one_line():
     truth[2:10, 2:10, 2:8] = 1.0
     with pytest.raises(MRSynthError, match=r"too small for the protocol's 3D SSIM \(needs at least 11 voxels"):
         evaluate_arrays(truth, truth, truth > 0)
+
+
+def test_cropping_to_the_mask_box_changes_no_metric():
+    """The protocol scores SSIM inside the mask on a box around it (speed): every metric must equal the
+    same computation on the whole volume, to rounding."""
+    from skimage.metrics import structural_similarity
+
+    from MRSynthLib.evaluation import SSIM_SIGMA, evaluate_arrays
+    from MRSynthLib.preprocess import normalize
+
+    rng = np.random.default_rng(3)
+    truth = rng.random((40, 44, 36)).astype(np.float32)
+    pred = np.clip(truth + 0.1 * rng.standard_normal(truth.shape), 0, None).astype(np.float32)
+    mask = np.zeros(truth.shape, bool)
+    mask[12:30, 10:25, 8:28] = True
+    m = evaluate_arrays(pred, truth, mask)
+    p, t = normalize(pred, mask).astype(np.float64), normalize(truth, mask).astype(np.float64)
+    _, full = structural_similarity(t, p, data_range=1.0, gaussian_weights=True, sigma=SSIM_SIGMA,
+                                    use_sample_covariance=False, full=True)
+    assert m["SSIM"] == pytest.approx(float(full[mask].mean()), abs=1e-12)
+    assert m["MAE"] == pytest.approx(float(np.abs(p[mask] - t[mask]).mean()), abs=1e-12)

@@ -16,6 +16,9 @@ class Backend(Protocol):
     mean_styles: np.ndarray  # (n_contrasts, style_dim)
     # contrast → quantiles from the card (MRSynthLib.calibration); None: the output is not calibrated
     intensity_templates: dict[str, np.ndarray] | None
+    # the targets whose output is calibrated (the card's ``calibrate_targets``, chosen by site validation);
+    # None: every target with a template
+    calibrate_targets: frozenset[str] | None
     # 2.5D models: k neighbouring slices on each side come as extra image channels (0: plain 2D; optional)
     context: int
 

@@ -85,6 +85,7 @@ class SessionFactory:
 class OnnxBackend:
     name = "onnxruntime"
     intensity_templates = None  # set from the model card by registry.load_backend
+    calibrate_targets = None  # idem (None: every target with a template)
     context = 0  # 2.5D neighbours per side (the card's arch.context), set by registry.load_backend
 
     def __init__(self, generator_path: Path, style_path: Path | None, mean_styles: np.ndarray,
@@ -119,6 +120,7 @@ class PairwiseOnnxBackend:
 
     name = "onnxruntime"
     intensity_templates = None  # set from the model card by registry.load_backend
+    calibrate_targets = None  # idem (None: every target with a template)
     has_style_encoder = False
 
     def __init__(self, graphs: dict[str, Path], mean_styles: np.ndarray, device: str = "auto",

@@ -22,6 +22,7 @@ def load_state_dict(path: Path) -> dict:
 class TorchBackend:
     name = "torch"
     intensity_templates = None  # set from the model card by registry.load_backend
+    calibrate_targets = None  # idem (None: every target with a template)
 
     def __init__(self, weights_path: Path | None, arch: dict, device: str = "auto", amp: bool = False,
                  model=None) -> None:

@@ -46,6 +46,17 @@ def _parser() -> argparse.ArgumentParser:
     lo.add_argument("--data", required=True)
     lo.add_argument("--fold", action="append", required=True, metavar="SUBJECT=RUN",
                     help="a fold run and the real subject it held out (repeatable)")
+    vs = sub.add_parser("validate-sites", help="cross-validation grouped by site: fold runs vs baselines and "
+                        "other models on every task of every held-out subject (report.md, report.json)")
+    vs.add_argument("--data", required=True, help="the real data root (subject folders)")
+    vs.add_argument("--out", required=True, help="folder for rows.jsonl (resumable), report.json, report.md")
+    vs.add_argument("--fold", action="append", default=[], metavar="SITE=RUN",
+                    help="a run trained without SITE's subjects (repeatable; see mrsynth_train.sites)")
+    vs.add_argument("--compare", action="append", default=[], metavar="NAME=MODEL",
+                    help="also score a registered model id or card path as shipped (e.g. v2=mrsynth-unified-v2)")
+    vs.add_argument("--final", default=None, metavar="RUN",
+                    help="write the report into this run's validation.json and its calibration decision into its "
+                    "intensity templates (both reach the exported card)")
     tp = sub.add_parser("templates", help="write a finished run's intensity templates (runs made before they existed)")
     tp.add_argument("run")
     tp.add_argument("--data", required=True, help="the real data root the run trained on")
@@ -76,6 +87,13 @@ def _site_subjects(cfg, config_dir: Path, sites: list[str]) -> list[str]:
     if unknown:
         raise MRSynthError(f"unknown site(s) {', '.join(unknown)} (sites here: {', '.join(groups)})", str(root))
     return [subject for s in sites for subject in groups[s]]
+
+
+def _pair(text: str, option: str, form: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key or not value:
+        raise MRSynthError(f"{option} {text!r}: expected {form}")
+    return key, value
 
 
 def _subject_run(text: str) -> tuple[str, Path]:
@@ -130,6 +148,15 @@ def main(argv: list[str] | None = None) -> int:
             folds = dict(_subject_run(f) for f in args.fold)
             report = validate_loso(Path(args.final_run), Path(args.data), folds)
             print(json.dumps({k: v for k, v in report.items() if k != "folds"}, indent=2))
+        elif args.command == "validate-sites":
+            from .site_validation import run_site_validation  # noqa: PLC0415
+
+            folds = dict(_pair(f, "--fold", "SITE=RUN") for f in args.fold)
+            compare = dict(_pair(c, "--compare", "NAME=MODEL") for c in args.compare)
+            report = run_site_validation(Path(args.data), Path(args.out), {k: Path(v) for k, v in folds.items()},
+                                         compare, Path(args.final) if args.final else None)
+            print((Path(args.out) / "report.md").read_text(encoding="utf-8"))
+            print(json.dumps(report["targets_check"], indent=1))
         elif args.command == "templates":
             from .templates import templates_for_run, write_templates  # noqa: PLC0415
 

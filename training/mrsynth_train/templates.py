@@ -10,7 +10,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from MRSynthLib.calibration import N_QUANTILES, parse_templates, templates_from_subjects
+from MRSynthLib.calibration import (
+    N_QUANTILES,
+    parse_calibrate_targets,
+    parse_templates,
+    templates_from_subjects,
+)
 from MRSynthLib.errors import MRSynthError
 from MRSynthLib.io import write_bytes_atomic
 
@@ -67,4 +72,5 @@ def attach_templates(engine, run: Path, calibrate: bool = True):
     evaluation run the product's pipeline; ``calibrate=False`` or no file: uncalibrated."""
     record = read_templates(run) if calibrate else None
     engine.intensity_templates = parse_templates(record["contrasts"]) if record else None
+    engine.calibrate_targets = parse_calibrate_targets(record) if record else None
     return engine
