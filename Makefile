@@ -39,21 +39,27 @@ bench-quality: $(STAMP)  # both leave-one-subject-out folds, BUDGET CPU-seconds 
 	$(BIN)/python Testing/bench/bench_quality.py --budget-s $(BUDGET) --holdout TCGA-DU-7294 --out runs/bench-quality-B
 	$(BIN)/python Testing/bench/bench_quality_folds.py runs/bench-quality-A runs/bench-quality-B
 
-# Rebuild the shipped default model from scratch (~27 min on 2 CPU cores): the final run on both real
-# subjects, one fold run per held-out subject, the leave-one-subject-out report, then ONNX + card + registry.
-MODEL_ID ?= mrsynth-unified-v2
+# Rebuild the shipped default model from scratch (~90 min on 2 CPU cores): one fold run per site group held out,
+# the final run on every real subject, the site-grouped validation against the baselines and v2 (which also
+# decides per target whether calibration is applied), then ONNX + card + registry and the validation tables.
+MODEL_ID ?= mrsynth-unified-v3
+MODEL_VERSION ?= 3.0.0
+MODEL_CONFIG ?= training/configs/unified-v3.yaml
 MODEL_RUNS ?= runs/model
 MODEL_OUT ?= Resources/Models
 MODEL_REGISTRY ?= Resources/Models.json
+SITES ?= Kirby21 TCGA BraTS18-TCIA BraTS18-CBICA
 REAL := ../shared/data/real
 model: $(STAMP)
-	$(BIN)/mrsynth-train train --config training/configs/unified.yaml --out $(MODEL_RUNS)/final
-	$(BIN)/mrsynth-train train --config training/configs/unified.yaml --out $(MODEL_RUNS)/foldA --exclude TCGA-FG-6692
-	$(BIN)/mrsynth-train train --config training/configs/unified.yaml --out $(MODEL_RUNS)/foldB --exclude TCGA-DU-7294
-	$(BIN)/mrsynth-train validate-loso $(MODEL_RUNS)/final --data $(REAL) \
-	    --fold TCGA-FG-6692=$(MODEL_RUNS)/foldA --fold TCGA-DU-7294=$(MODEL_RUNS)/foldB
-	$(BIN)/mrsynth-train export $(MODEL_RUNS)/final --out $(MODEL_OUT) --id $(MODEL_ID) --version 2.1.0 \
-	    --register $(MODEL_REGISTRY) --url https://github.com/MRSynth/SlicerMRSynth/releases/download/models-v2/
+	for s in $(SITES); do \
+	    $(BIN)/mrsynth-train train --config $(MODEL_CONFIG) --data $(REAL) --out $(MODEL_RUNS)/fold-$$s --exclude-site $$s || exit 1; \
+	done
+	$(BIN)/mrsynth-train train --config $(MODEL_CONFIG) --data $(REAL) --out $(MODEL_RUNS)/final
+	$(BIN)/mrsynth-train validate-sites --data $(REAL) --out $(MODEL_RUNS)/sites --final $(MODEL_RUNS)/final \
+	    --compare v2=mrsynth-unified-v2 $(foreach s,$(SITES),--fold $(s)=$(MODEL_RUNS)/fold-$(s))
+	$(BIN)/mrsynth-train export $(MODEL_RUNS)/final --out $(MODEL_OUT) --id $(MODEL_ID) --version $(MODEL_VERSION) \
+	    --register $(MODEL_REGISTRY) --default-if-better v2 --url https://github.com/MRSynth/SlicerMRSynth/releases/download/models-v3/
+	cp $(MODEL_RUNS)/sites/report.md docs/validation-$(MODEL_ID).md
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -24,6 +24,14 @@ def test_every_real_subject_has_a_site_and_the_sites_are_the_documented_four():
     assert site_of("sub-01") == "sub-01" and site_of("Oasis-0001") == "Oasis"
 
 
+def test_the_card_names_each_real_subjects_source_licence_and_citation():
+    from mrsynth_train.sites import subject_sources
+
+    rows = {r["name"]: r for r in subject_sources(["Kirby21-113", "BraTS18-TCIA02-471", "TCGA-DU-7294", "Other-1"])}
+    assert "Landman" in rows["Kirby21-113"]["cite"] and "Bakas" in rows["BraTS18-TCIA02-471"]["cite"]
+    assert rows["TCGA-DU-7294"]["license"] == "CC BY 3.0" and rows["Other-1"]["license"] == "unknown"
+
+
 def test_random_tone_curves_are_monotone_keep_0_and_1_and_vary():
     from mrsynth_train.intensity_aug import apply_curve, random_monotone_curve
 

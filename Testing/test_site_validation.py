@@ -84,6 +84,21 @@ def test_validate_sites_scores_every_task_against_baselines_and_resumes(site_roo
     templates = json.loads((final / "intensity_templates.json").read_text())
     assert templates["calibrate_targets"] == report["calibrate_targets"]
     assert json.loads((final / "validation.json").read_text())["protocol"].startswith("site-grouped")
+    # the exported card carries the decision, the report, and where each training subject comes from
+    from mrsynth_train.export import export_run
+
+    card = export_run(final, tmp_path / "bundle", model_id="site-validated")
+    assert card["intensity_templates"]["calibrate_targets"] == report["calibrate_targets"]
+    assert card["validation"]["protocol"].startswith("site-grouped")
+    assert [s["name"] for s in card["training"]["real_subjects"]] == ["SiteA-1", "SiteA-2", "SiteB-1"]
+    assert card["training"]["cpu"] and card["training"]["cpu_s"] > 0
+    from mrsynth_train.export import beats
+
+    ok, why = beats(card["validation"], "tiny")
+    t = report["wilcoxon_product_vs"]
+    assert ok == all(t[f"tiny:{m}"]["mean_difference"] > 0 and t[f"tiny:{m}"]["p_value"] < 0.05 for m in ("PSNR", "SSIM"))
+    assert ok or "tiny" in why
+    assert beats(card["validation"], "absent") == (False, "the run's validation has no paired PSNR test against 'absent'")
     # resumable: a second call scores nothing new
     before = (out / "rows.jsonl").read_text()
     assert main(args) == 0

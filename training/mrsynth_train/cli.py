@@ -32,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True, help="folder for the model bundle")
     e.add_argument("--id", default=None)
     e.add_argument("--version", default="1.0.0")
+    e.add_argument("--default-if-better", default=None, metavar="NAME",
+                   help="with --register: make the bundle the default only if the run's site validation shows it "
+                   "beats the compared model NAME (e.g. v2) on masked PSNR and SSIM, paired Wilcoxon p < 0.05")
     e.add_argument("--register", default=None, metavar="MODELS_JSON",
                    help="add the bundle to this registry (e.g. Resources/Models.json) and make it the default")
     e.add_argument("--url", default="", help="download URL recorded in the registry")
@@ -132,9 +135,17 @@ def main(argv: list[str] | None = None) -> int:
 
             card = export_run(Path(args.run), Path(args.out), model_id=args.id, version=args.version)
             if args.register:
-                from .export import register_bundle  # noqa: PLC0415
+                from .export import (
+                    beats,  # noqa: PLC0415
+                    register_bundle,  # noqa: PLC0415
+                )
 
-                register_bundle(Path(args.out) / f"{card['id']}.json", Path(args.register), url=args.url)
+                default, why = (True, "") if not args.default_if_better else beats(card.get("validation"),
+                                                                                  args.default_if_better)
+                register_bundle(Path(args.out) / f"{card['id']}.json", Path(args.register), url=args.url,
+                                default=default)
+                print(f"mrsynth-train: {card['id']} registered" + (" as the default" if default else
+                                                                  f", NOT the default: {why}"), file=sys.stderr)
             print(json.dumps({k: card[k] for k in ("id", "files")}, indent=2))
         elif args.command == "validate":
             from .validate import validate_run  # noqa: PLC0415

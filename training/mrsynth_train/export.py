@@ -16,6 +16,7 @@ from MRSynthLib.io import write_bytes_atomic
 from MRSynthLib.preprocess import PERCENTILE
 from MRSynthLib.registry import sha256
 
+from .sites import subject_sources
 from .templates import read_templates
 
 OPSET = 17
@@ -67,6 +68,10 @@ def export_onnx(model, gen_path: Path, style_path: Path) -> None:
 def _card_common(run: Path, mid: str, version: str, cfg: dict) -> dict:
     summary = json.loads((run / "summary.json").read_text(encoding="utf-8")) if (run / "summary.json").exists() else {}
     validation = json.loads((run / "validation.json").read_text(encoding="utf-8")) if (run / "validation.json").exists() else None
+    real = (summary.get("data") or {}).get("real") or []
+    env = _run_environment(run)
+    subjects = subject_sources(real)
+    licences = sorted({f"{s['site']}: {s['license']}" for s in subjects})
     return {
         "id": mid,
         "version": version,
@@ -75,11 +80,18 @@ def _card_common(run: Path, mid: str, version: str, cfg: dict) -> dict:
         "normalization": f"each input divided by its {PERCENTILE}th percentile inside the brain mask, clipped to [0, 1]",
         "output": "target contrast in the same convention, [0, 1]",
         "training": {"data": summary.get("data"), "steps": summary.get("steps"), "wall_s": summary.get("wall_s"),
-                     "config": cfg},
+                     "cpu_s": summary.get("cpu_s"), "device": env.get("device"), "cpu": env.get("cpu"),
+                     "gpu": env.get("gpu"), "threads": env.get("threads"), "real_subjects": subjects, "config": cfg},
         "validation": validation,
         "intensity_templates": read_templates(run),
-        "license": "Apache-2.0 (weights); trained on TCIA data (CC BY 3.0) and simulated subjects",
+        "license": ("Apache-2.0 (weights); trained on " + ("; ".join(licences) + " and " if licences else "")
+                    + "simulated subjects; cite the sources in training.real_subjects"),
     }
+
+
+def _run_environment(run: Path) -> dict:
+    path = run / "config.json"
+    return json.loads(path.read_text(encoding="utf-8")).get("environment", {}) if path.exists() else {}
 
 
 def _export_other(run: Path, out: Path, mid: str) -> dict:
@@ -158,6 +170,20 @@ def export_run(run: Path, out: Path, model_id: str | None = None, version: str =
     }
     write_bytes_atomic(json.dumps(card, indent=1).encode("utf-8"), out / f"{mid}.json")
     return card
+
+
+def beats(validation: dict | None, other: str, alpha: float = 0.05) -> tuple[bool, str]:
+    """Whether a site-validation report shows the product better than ``other`` on mean masked PSNR and
+    SSIM with a paired Wilcoxon p < ``alpha`` for both; (decision, reason when not)."""
+    tests = (validation or {}).get("wilcoxon_product_vs", {})
+    for metric in ("PSNR", "SSIM"):
+        t = tests.get(f"{other}:{metric}")
+        if t is None:
+            return False, f"the run's validation has no paired {metric} test against '{other}'"
+        if t["mean_difference"] <= 0 or t["p_value"] >= alpha:
+            return False, (f"{metric} vs {other}: mean difference {t['mean_difference']:+.3f}, "
+                           f"p = {t['p_value']:.3g} (needs > 0 and p < {alpha})")
+    return True, ""
 
 
 def register_bundle(card_path: Path, registry_path: Path, url: str = "", default: bool = True) -> dict:

@@ -5,6 +5,7 @@ software and hardware, a human-readable ``train.log``, and TensorBoard when it i
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import subprocess
 import warnings
@@ -49,7 +50,19 @@ def environment(device: str, **extra) -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__, "numpy": _version("numpy"),
             "onnx": _version("onnx"), "onnxruntime": _version("onnxruntime"), "machine": platform.machine(),
             "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if cuda else None,
-            "gpu": torch.cuda.get_device_name(device) if cuda else None, "device": device, **extra}
+            "gpu": torch.cuda.get_device_name(device) if cuda else None, "device": device, "cpu": cpu_model(),
+            "cpu_count": os.cpu_count(), **extra}
+
+
+def cpu_model() -> str:
+    """The processor's name (Linux: /proc/cpuinfo's model name), for the card's record of where a run trained."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def warn_once(key: str, message: str) -> None:

@@ -19,6 +19,26 @@ SITE_RULES: tuple[tuple[str, str], ...] = (
 )
 
 
+# Where each site's data come from, its licence and what to cite (from ../shared/data/real/README.md); the
+# model card names them for every real training subject.
+SITE_SOURCES: dict[str, dict[str, str]] = {
+    "TCGA": {"source": "TCIA TCGA-LGG (BraTS Toolkit example)", "license": "CC BY 3.0",
+             "cite": "Clark et al., J Digit Imaging 2013; the TCGA-LGG collection"},
+    "BraTS18-CBICA": {"source": "BraTS 2018 training data, site CBICA", "license": "BraTS data terms (cite)",
+                      "cite": "Menze et al., IEEE TMI 2015; Bakas et al., Sci Data 2017 / arXiv:1811.02629"},
+    "BraTS18-TCIA": {"source": "BraTS 2018 training data, TCIA sites", "license": "CC BY 3.0 (TCIA)",
+                     "cite": "Menze et al., IEEE TMI 2015; Bakas et al., Sci Data 2017 / arXiv:1811.02629"},
+    "Kirby21": {"source": "Kirby21 reproducibility study, 3 T healthy volunteer", "license": "Kirby21 data terms (cite)",
+                "cite": "Landman et al., NeuroImage 2011"},
+}
+
+
+def subject_sources(subjects: list[str]) -> list[dict[str, str]]:
+    """Name, site, source, licence and citation of each real training subject (unknown sites say so)."""
+    unknown = {"source": "unknown", "license": "unknown", "cite": "unknown"}
+    return [{"name": s, "site": site_of(s), **SITE_SOURCES.get(site_of(s), unknown)} for s in subjects]
+
+
 def site_of(subject: str) -> str:
     """The site group of a subject folder name (see the module docstring)."""
     for pattern, site in SITE_RULES:
