@@ -2,6 +2,7 @@
 
 Errors the user can fix print one line (``mrsynth: error: <file>: <problem>``) and exit with 2;
 nothing is written on error. Operating-system errors (permissions, full disk) are reported the same way.
+SIGTERM ends a run like Ctrl-C does (exit 143): the atomic writer removes its temp file first.
 """
 
 from __future__ import annotations
@@ -9,10 +10,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from .errors import MRSynthError
+
+
+class Terminated(BaseException):
+    """SIGTERM raised as an exception: its default action kills the process at once, which left the
+    atomic writer's hidden temp file behind; an exception unwinds through the writer's cleanup."""
+
+
+def _raise_terminated(_signum: int, _frame: object) -> None:
+    raise Terminated()
 
 
 def _tqdm_progress(desc: str):
@@ -32,6 +44,7 @@ def _tqdm_progress(desc: str):
 
 
 def _parse_inputs(items: list[str]) -> dict[str, str]:
+    from .checks import check_distinct_paths  # noqa: PLC0415
     from .contrasts import canonical  # noqa: PLC0415
 
     out: dict[str, str] = {}
@@ -43,14 +56,18 @@ def _parse_inputs(items: list[str]) -> dict[str, str]:
         if c in out:
             raise MRSynthError(f"contrast {c} given twice")
         out[c] = path
+    check_distinct_paths(out)
     return out
 
 
-def _check_output(out: Path, force: bool, sources: list[str]) -> None:
+def _check_output(out: Path, force: bool, sources: list[str]):
     """Everything about the output that can be known before the run, so a run is never wasted on an
     output that cannot be written: extension, not an input (nor an input's .raw), not a folder,
-    existing only with --force, and a parent folder that exists and is writable."""
-    from .io import data_file_candidates, written_files  # noqa: PLC0415
+    existing only with --force, and a parent folder that exists and can really take a file.
+
+    Returns the output's :func:`~MRSynthLib.io.file_stamp` (None: no file yet), so the final write can
+    refuse an output another run wrote or replaced meanwhile."""
+    from .io import check_writable, data_file_candidates, file_stamp, written_files  # noqa: PLC0415
 
     targets = {f.resolve() for f in written_files(out)}  # refuses an unsupported extension
     for p in sources:
@@ -64,7 +81,23 @@ def _check_output(out: Path, force: bool, sources: list[str]) -> None:
     if not out.parent.is_dir():
         raise MRSynthError("output folder does not exist", str(out.parent))
     if not os.access(out.parent, os.W_OK | os.X_OK):
-        raise MRSynthError("output folder is not writable (permission denied)", str(out.parent))
+        raise MRSynthError(f"output folder {out.parent} is not writable (permission denied)", str(out))
+    check_writable(out)
+    return file_stamp(out)
+
+
+def _check_options(args: argparse.Namespace, target: str) -> None:
+    """Options that would be silently ignored (or do nothing) are refused, saying why."""
+    from .contrasts import canonical  # noqa: PLC0415
+
+    if args.style_ref and args.style_target:
+        raise MRSynthError("give --style-ref or --style-target, not both: α walks towards one of them (the "
+                           "reference would win and --style-target be ignored)")
+    if args.style_target and canonical(args.style_target) == target:
+        raise MRSynthError(f"--style-target {target} is the target itself: α would walk from its mean style to "
+                           "the same style; choose another contrast")
+    if args.batch_size < 1:
+        raise MRSynthError(f"--batch-size must be at least 1, got {args.batch_size}")
 
 
 def _style_alpha(args: argparse.Namespace) -> float:
@@ -93,6 +126,7 @@ def _check_amp(args: argparse.Namespace, device: str | None = None) -> None:
 
 
 def cmd_synthesize(args: argparse.Namespace) -> int:
+    from .checks import check_pairwise_inputs  # noqa: PLC0415
     from .contrasts import canonical  # noqa: PLC0415
     from .io import read_volume, write_volume  # noqa: PLC0415
     from .synthesis import check_request, synthesize  # noqa: PLC0415
@@ -102,7 +136,8 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     out = Path(args.output)
     # checks that need no image reading come first, so nothing heavy runs for a bad request
     check_request(dict.fromkeys(paths, None), target)
-    _check_output(out, args.force, [p for p in (*paths.values(), args.mask, args.style_ref) if p])
+    _check_options(args, target)
+    stamp = _check_output(out, args.force, [p for p in (*paths.values(), args.mask, args.style_ref) if p])
     alpha = _style_alpha(args)
     _check_amp(args)
     from .backends import check_engine  # noqa: PLC0415
@@ -113,6 +148,7 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     _check_amp(args, str(engine.device))
     check_engine(engine, list(paths), target, style_ref=bool(args.style_ref) and not args.match_histogram,
                  second_target=args.style_target)
+    check_pairwise_inputs(engine, paths, target)
     inputs = {c: read_volume(p) for c, p in paths.items()}
     mask = read_volume(args.mask) if args.mask else None
     ref = read_volume(args.style_ref) if args.style_ref else None
@@ -125,7 +161,10 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
                         match_histogram=args.match_histogram, calibrate=not args.no_calibrate)
     result.metadata["MRSynth.Model"] = bundle.id
     result.metadata["descrip"] = f"SYNTHETIC {target} by MRSynth ({bundle.id}) - not an acquired image"
-    write_volume(result, out, overwrite=args.force)
+    for note in filter(None, result.metadata.get("MRSynth.Notes", "").split(" | ")):
+        print(f"mrsynth: warning: {note}", file=sys.stderr)
+    # an output absent at the start may not be overwritten, one present only in the version seen then
+    write_volume(result, out, overwrite=stamp is not None, replaces=stamp)
     if target == "T1Gd":
         from .contrasts import GADOLINIUM_NOTE  # noqa: PLC0415
 
@@ -264,8 +303,13 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    in_main = threading.current_thread() is threading.main_thread()  # signal handlers live there only
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main else None
     try:
         return args.func(args)
+    except Terminated:
+        print("mrsynth: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except MRSynthError as exc:
         print(f"mrsynth: error: {exc}", file=sys.stderr)
         return 2
@@ -276,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mrsynth: cancelled", file=sys.stderr)
         return 130
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """Read and write volumes (NIfTI, NRRD, MHA/MHD, DICOM series folders) with exact geometry.
 
 Every read is validated (3D, finite, not empty) and every write is atomic: a temporary file
-in the destination folder, then ``os.replace``, so a crash never leaves half an image. Header + data
+in the destination folder, then a rename, so a crash never leaves half an image. Header + data
 formats (.mhd, .nhdr) are written under their final names in a temporary folder beside the destination,
 then moved data file first, header last, so a header never names a missing or temp-named file.
+A write that may not overwrite moves its file with a hard link, which fails when the name exists: of two
+runs writing one output, the second is refused instead of silently replacing the first's result.
 """
 
 from __future__ import annotations
@@ -102,6 +104,8 @@ def read_volume(path: str | os.PathLike, check_content: bool = True) -> Volume:
         raise MRSynthError("is a multi-component (vector/RGB) image; a scalar 3D volume is needed", str(p))
     if dim != 3:
         raise MRSynthError(f"is {dim}D (size {size}); a 3D volume is needed", str(p))
+    if max(size) < 2:
+        raise MRSynthError(f"is a single voxel (size {size}); a 3D volume is needed", str(p))
     if min(size) < 2:
         raise MRSynthError(f"is a single slice (size {size}), i.e. 2D; a 3D volume is needed", str(p))
     if nifti is not None:
@@ -168,23 +172,83 @@ def _suffix(path: Path) -> str:
     raise MRSynthError(f"unsupported output extension (use one of {', '.join(_EXTENSIONS)})", str(path))
 
 
-@contextmanager
-def _atomic_target(path: Path, suffix: str = ".tmp") -> Iterator[str]:
-    """A temp file beside ``path`` to write into; renamed onto ``path`` on success, removed on any failure
-    (Ctrl-C included). It gets the permissions a plain ``open`` would give: mkstemp makes files owner-only,
-    which would leave every output unreadable to colleagues."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+Stamp = tuple[int, int, int, int]
+"""What identifies one version of a file: device, inode, size, modification time (ns)."""
+
+
+def file_stamp(path: str | os.PathLike) -> Stamp | None:
+    """The file's :data:`Stamp`, or None when there is no file: taken when a run begins, so the final write
+    can tell whether someone else replaced the file meanwhile."""
     try:
-        yield tmp
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _check_unchanged(path: Path, replaces: Stamp | None) -> None:
+    if replaces is not None and file_stamp(path) != replaces:
+        raise MRSynthError("output was replaced while this run worked (another run?); not overwriting it",
+                           str(path))
+
+
+def _commit(tmp: str, path: Path, replace: bool, replaces: Stamp | None = None) -> None:
+    """Move a finished temp file onto ``path``. Without ``replace`` the move fails when ``path`` exists (a
+    hard link is atomic; where there are none, FAT or some network shares, the best is to look first);
+    with ``replaces``, ``path`` must still be that version of the file."""
+    if replace:
+        _check_unchanged(path, replaces)
         os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise MRSynthError("output appeared while this run worked (another run?); not overwriting it",
+                           str(path)) from None
+    except OSError:  # no hard links on this file system
+        if os.path.lexists(path):
+            raise MRSynthError("output appeared while this run worked (another run?); not overwriting it",
+                               str(path)) from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
+
+
+@contextmanager
+def _atomic_target(path: Path, suffix: str = ".tmp", replace: bool = True,
+                   replaces: Stamp | None = None) -> Iterator[str]:
+    """A temp file beside ``path`` to write into; moved onto ``path`` on success (see :func:`_commit`),
+    removed on any failure (Ctrl-C included; the CLI turns SIGTERM into an exception for this). It gets the
+    permissions a plain ``open`` would give: mkstemp makes files owner-only, which would leave every output
+    unreadable to colleagues. A temp file that cannot be made is reported under the output's name."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    except OSError as exc:
+        raise MRSynthError(f"cannot write a file in its folder ({exc.strerror or exc})", str(path)) from None
+    try:
+        os.close(fd)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        yield tmp
+        _commit(tmp, path, replace, replaces)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Make (and remove) a file beside ``path``: permission bits do not tell everything (root, read-only
+    mounts, /proc), and a run should fail before its work, under the output's name, not its temp file's."""
+    p = Path(path)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    except OSError as exc:
+        raise MRSynthError(f"cannot write the output there (creating a file in {p.parent} failed: "
+                           f"{exc.strerror or exc})", str(p)) from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def data_file_candidates(path: str | os.PathLike) -> list[Path]:
@@ -204,25 +268,48 @@ def written_files(path: str | os.PathLike) -> list[Path]:
     return data_file_candidates(path)[:2]
 
 
-def _write_header_and_data(volume: Volume, p: Path) -> None:
+def _itk_write(volume: Volume, target: str, path: Path, compress: bool) -> None:
+    """ITK raises RuntimeError with many lines (disk full, say): one line, under the output's name."""
+    try:
+        _sitk().WriteImage(volume_to_sitk(volume), target, useCompression=compress)
+    except RuntimeError as exc:
+        last = str(exc).strip().splitlines()[-1][:160] if str(exc).strip() else type(exc).__name__
+        raise MRSynthError(f"cannot write the output: {last}", str(path)) from None
+
+
+def _write_header_and_data(volume: Volume, p: Path, overwrite: bool, replaces: Stamp | None) -> None:
     """.mhd/.nhdr: ITK names the data file after the header it writes, so both are written under their
-    final names in a temp folder beside ``p``; the data file moves first, the header last."""
-    sitk = _sitk()
-    folder = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent))
+    final names in a temp folder beside ``p``; the data file moves first, the header last (a data file
+    moved before a refused header is taken back)."""
+    try:
+        folder = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent))
+    except OSError as exc:
+        raise MRSynthError(f"cannot write a file in its folder ({exc.strerror or exc})", str(p)) from None
+    moved: list[Path] = []
     try:
         header = folder / p.name
-        sitk.WriteImage(volume_to_sitk(volume), str(header), useCompression=False)
+        _itk_write(volume, str(header), p, compress=False)
+        _check_unchanged(p, replaces)  # before the data file moves
         for f in sorted(folder.iterdir()):
             if f != header:
-                os.replace(f, p.parent / f.name)
-        os.replace(header, p)
+                _commit(str(f), p.parent / f.name, overwrite)
+                moved.append(p.parent / f.name)
+        _commit(str(header), p, overwrite)
+    except BaseException:
+        if not overwrite:  # those names were free when the run began: the files are this run's
+            for f in moved:
+                f.unlink(missing_ok=True)
+        raise
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def write_volume(volume: Volume, path: str | os.PathLike, overwrite: bool = False, compress: bool = True) -> Path:
-    """Write atomically (temp file + rename) next to the destination. ``compress=False`` skips gzip for
-    .nrrd/.mha (~20× faster; the module's work files, written on Slicer's main thread)."""
+def write_volume(volume: Volume, path: str | os.PathLike, overwrite: bool = False, compress: bool = True,
+                 replaces: Stamp | None = None) -> Path:
+    """Write atomically (temp file + rename) next to the destination. Without ``overwrite`` the final move
+    refuses a file that appeared meanwhile; with ``replaces`` (:func:`file_stamp` taken when the run began)
+    it refuses one replaced meanwhile. ``compress=False`` skips gzip for .nrrd/.mha (~20× faster; the
+    module's work files, written on Slicer's main thread)."""
     p = Path(path)
     ext = _suffix(p)
     if p.is_dir():
@@ -234,12 +321,10 @@ def write_volume(volume: Volume, path: str | os.PathLike, overwrite: bool = Fals
     if not p.parent.exists():
         raise MRSynthError("output folder does not exist", str(p.parent))
     if ext in _HEADER_ONLY:
-        _write_header_and_data(volume, p)
+        _write_header_and_data(volume, p, overwrite, replaces)
         return p
-    sitk = _sitk()
-    with _atomic_target(p, f".tmp{ext}") as tmp:
-        sitk.WriteImage(volume_to_sitk(volume), tmp,
-                        useCompression=ext == ".nii.gz" or (compress and ext in (".nrrd", ".mha")))
+    with _atomic_target(p, f".tmp{ext}", replace=overwrite, replaces=replaces) as tmp:
+        _itk_write(volume, tmp, p, compress=ext == ".nii.gz" or (compress and ext in (".nrrd", ".mha")))
     return p
 
 

@@ -36,20 +36,22 @@ def derive_mask(arrays: list[np.ndarray], rel_threshold: float = 0.02) -> np.nda
     return ndimage.binary_fill_holes(fg)
 
 
-def robust_scale(array: np.ndarray, mask: np.ndarray) -> float:
-    """The 99.5th percentile of the positive part inside the mask (the value mapped to 1)."""
+def robust_scale(array: np.ndarray, mask: np.ndarray, name: str | None = None) -> float:
+    """The 99.5th percentile of the positive part inside the mask (the value mapped to 1); ``name`` (the
+    file) goes into the error, which is about one image among several."""
     values = np.clip(array[mask], 0, None)
     if values.size == 0:
         raise MRSynthError("the brain mask is empty")
     scale = float(np.percentile(values, PERCENTILE))
     if scale <= 0:
-        raise MRSynthError("the image is zero inside the brain mask")
+        raise MRSynthError(("" if name else "the image ") + "is zero or negative in almost all of the brain mask "
+                           "(its 99.5th percentile there is not positive); nothing to normalize it by", name)
     return scale
 
 
-def normalize(array: np.ndarray, mask: np.ndarray, scale: float | None = None) -> np.ndarray:
+def normalize(array: np.ndarray, mask: np.ndarray, scale: float | None = None, name: str | None = None) -> np.ndarray:
     """Map to the project convention: [0, 1], 1 = 99.5th percentile inside the mask, 0 outside."""
-    s = robust_scale(array, mask) if scale is None else scale
+    s = robust_scale(array, mask, name) if scale is None else scale
     out = np.clip(array.astype(np.float32) / np.float32(s), 0.0, 1.0)
     out[~mask] = 0.0
     return out

@@ -1,4 +1,5 @@
-"""Put every input on the grid of the first one: overlap check, optional rigid registration, resampling."""
+"""Put every input on the grid of the first one: overlap check, optional rigid registration, resampling,
+and where each input has data on that grid (an input may cover only part of it)."""
 
 from __future__ import annotations
 
@@ -39,31 +40,72 @@ def rigid_register(fixed: Volume, moving: Volume, iterations: int = 100):
     return reg.Execute(f, m)
 
 
-def resample_to(reference: Volume, moving: Volume, transform=None, name: str = "input") -> Volume:
-    """Linear resampling of ``moving`` onto ``reference``'s grid (identity when already there)."""
+def resample_with_coverage(reference: Volume, moving: Volume, transform=None,
+                           name: str = "input") -> tuple[Volume, np.ndarray | None]:
+    """Linear resampling of ``moving`` onto ``reference``'s grid, and where it has data there (None: all
+    of the grid). Voxels outside ``moving`` are 0 in the result; the coverage tells them from real zeros."""
     if transform is None and reference.same_grid(moving):
-        return moving
+        return moving, None
     if overlap_fraction(reference, moving) < 0.05:
         raise MRSynthError("does not overlap the first input (fields of view are disjoint)", name)
     import SimpleITK as sitk  # noqa: PLC0415
 
     tx = transform if transform is not None else sitk.Transform()
     out = sitk.Resample(sitk.Cast(volume_to_sitk(moving), sitk.sitkFloat32), volume_to_sitk(reference),
-                        tx, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-    result = volume_from_sitk(out)
-    return Volume(result.array, reference.spacing, reference.origin, reference.direction, dict(moving.metadata))
+                        tx, sitk.sitkLinear, float("nan"), sitk.sitkFloat32)  # NaN marks "no data here"
+    array = volume_from_sitk(out).array
+    covered = np.isfinite(array)
+    array[~covered] = 0.0
+    result = Volume(array, reference.spacing, reference.origin, reference.direction, dict(moving.metadata))
+    return result, (None if covered.all() else covered)
 
 
-def align_inputs(volumes: dict[str, Volume], register: bool = False) -> dict[str, Volume]:
-    """Resample all volumes onto the first one's grid, registering them rigidly if asked."""
+def resample_to(reference: Volume, moving: Volume, transform=None, name: str = "input") -> Volume:
+    """Linear resampling of ``moving`` onto ``reference``'s grid (identity when already there); 0 outside it."""
+    return resample_with_coverage(reference, moving, transform, name)[0]
+
+
+def align_with_coverage(volumes: dict[str, Volume],
+                        register: bool = False) -> tuple[dict[str, Volume], dict[str, np.ndarray]]:
+    """Resample all volumes onto the first one's grid (registering them rigidly if asked); also, for each
+    input that does not cover the whole grid, where it has data."""
     names = list(volumes)
     ref = volumes[names[0]]
-    out = {names[0]: ref}
+    out, coverage = {names[0]: ref}, {}
     for name in names[1:]:
         vol = volumes[name]
         label = vol.metadata.get("source_path", name)
         if overlap_fraction(ref, vol) < 0.05:
             raise MRSynthError("does not overlap the first input (fields of view are disjoint)", label)
         tx = rigid_register(ref, vol) if register else None
-        out[name] = resample_to(ref, vol, tx, label)
-    return out
+        out[name], covered = resample_with_coverage(ref, vol, tx, label)
+        if covered is not None:
+            coverage[name] = covered
+    return out, coverage
+
+
+def align_inputs(volumes: dict[str, Volume], register: bool = False) -> dict[str, Volume]:
+    """Resample all volumes onto the first one's grid, registering them rigidly if asked."""
+    return align_with_coverage(volumes, register)[0]
+
+
+def limit_to_coverage(mask: np.ndarray, coverage: dict[str, np.ndarray],
+                      labels: dict[str, str]) -> tuple[np.ndarray, list[str]]:
+    """The brain mask less the voxels where an input has no data, and one note per such input.
+
+    The network reads a missing part of one contrast as a black region of that contrast and draws a seam;
+    the output is 0 there instead (outside the mask), and the note says so."""
+    total = int(np.count_nonzero(mask))
+    keep, notes = mask.copy(), []
+    for name, covered in coverage.items():
+        inside = int(np.count_nonzero(mask & covered))
+        if inside == total:
+            continue
+        if inside == 0:
+            raise MRSynthError("covers none of the brain in the first input's field of view", labels[name])
+        notes.append(f"{labels[name]}: covers only {100 * inside // total}% of the brain in the output's field of "
+                     "view; the output is 0 where it has no data")
+        keep &= covered
+    if not keep.any():
+        raise MRSynthError("no brain voxel is covered by every input; nothing to synthesize")
+    return keep, notes

@@ -14,12 +14,13 @@ import numpy as np
 
 from . import orientation
 from .backends import Backend, check_engine, is_out_of_memory
+from .checks import check_distinct_volumes, check_image
 from .contrasts import CONTRASTS, canonical
 from .errors import CancelledError, MRSynthError
 from .io import check_volume
 from .postprocess import output_mapping
 from .preprocess import derive_mask, n4_correct, normalize
-from .resample import align_inputs, resample_to
+from .resample import align_with_coverage, limit_to_coverage, resample_to
 from .volume import Volume
 
 # progress(done, total, message) → return False to cancel
@@ -35,6 +36,7 @@ class Prepared:
     mask: np.ndarray  # canonical bool (S, P, L)
     reference: Volume  # first input: the output grid
     inputs: tuple[str, ...]
+    notes: tuple[str, ...] = ()  # what the user should know about the output (inputs covering part of it)
 
 
 def check_request(inputs: dict[str, Volume], target: str) -> tuple[dict[str, Volume], str]:
@@ -61,13 +63,20 @@ def prepare(inputs: dict[str, Volume], mask: Volume | None = None, register: boo
             n4: bool = False) -> Prepared:
     """Align to the first input, mask, bias-correct, normalize and reorient to canonical order.
 
-    In-memory volumes (Python API, preview) get the checks every file read gets: 3D, finite, not empty."""
+    In-memory volumes (Python API, preview) get the checks every file read gets: 3D, finite, not empty;
+    every input must also be an image the network can read (:func:`MRSynthLib.checks.check_image`), and a
+    scan given under two contrast names is refused. Brain voxels where an input has no data (it covers part
+    of the first input's field of view) are left out of the mask, so the output is 0 there, and
+    ``Prepared.notes`` says so."""
     named = {canonical(k): v for k, v in inputs.items()}
+    labels = {c: _label(vol, f"{c} input") for c, vol in named.items()}
     for c, vol in named.items():
-        check_volume(vol, _label(vol, f"{c} input"))
+        check_volume(vol, labels[c])
+        check_image(vol, labels[c])
+    check_distinct_volumes(named, labels)
     if mask is not None:
         check_volume(mask, _label(mask, "mask"), allow_empty=True)  # an empty mask has its own message below
-    aligned = align_inputs(named, register=register)
+    aligned, coverage = align_with_coverage(named, register=register)
     first = next(iter(aligned.values()))
     if mask is not None:
         m = resample_to(first, mask, name=mask.metadata.get("source_path", "mask")).array > 0.5
@@ -75,14 +84,15 @@ def prepare(inputs: dict[str, Volume], mask: Volume | None = None, register: boo
             raise MRSynthError("the brain mask is empty", mask.metadata.get("source_path", "mask"))
     else:
         m = derive_mask([v.array for v in aligned.values()])
+    m, notes = limit_to_coverage(m, coverage, labels)
     cmask = orientation.to_canonical(first.with_array(m))
     stack = np.zeros((len(CONTRASTS), *cmask.shape), dtype=np.float32)
     available = np.zeros(len(CONTRASTS), dtype=np.float32)
     for name, vol in aligned.items():
         arr = n4_correct(vol.array, m) if n4 else vol.array
-        stack[CONTRASTS.index(name)] = orientation.to_canonical(first.with_array(normalize(arr, m)))
+        stack[CONTRASTS.index(name)] = orientation.to_canonical(first.with_array(normalize(arr, m, name=labels[name])))
         available[CONTRASTS.index(name)] = 1.0
-    return Prepared(stack, available, cmask, first, tuple(aligned))
+    return Prepared(stack, available, cmask, first, tuple(aligned), tuple(notes))
 
 
 def brain_crop(mask2d: np.ndarray, multiple: int = 4, margin: int = 4) -> tuple[slice, slice]:
@@ -122,6 +132,7 @@ def reference_style_or_none(backend: Backend, reference: Volume | None, plane: s
     (such a model can still take the reference's histogram, ``match_histogram``)."""
     if reference is not None:
         check_volume(reference, _label(reference, "style reference"))
+        check_image(reference, _label(reference, "style reference"))
     if reference is None or not getattr(backend, "has_style_encoder", True):
         return None
     return encode_reference_style(backend, reference, plane)
@@ -242,4 +253,6 @@ def synthesize(inputs: dict[str, Volume], target: str, model: str | None = None,
     result.metadata["MRSynth.Calibration"] = (f"tone exponent {mapping.gamma:.3f} vs the model's templates"
                                               if mapping.calibrated is not None else "off")
     result.metadata["MRSynth.Device"] = f"{engine.device} ({engine.name})"  # what really ran, not what was asked
+    if prepared.notes:  # kept with the result (node attribute; NRRD/MHA header key); the CLI prints them
+        result.metadata["MRSynth.Notes"] = " | ".join(prepared.notes)
     return result

@@ -188,7 +188,7 @@ def test_bad_input_gives_one_line_and_writes_nothing(problem, case, tiny_bundle,
         (tmp_path / "ro").mkdir()
         (tmp_path / "ro").chmod(0o555)
         _as_non_root(monkeypatch)
-        out, expect = tmp_path / "ro" / "out.nii.gz", "ro: output folder is not writable"
+        out, expect = tmp_path / "ro" / "out.nii.gz", f"ro/out.nii.gz: output folder {tmp_path / 'ro'} is not writable"
     elif problem == "output-extension":  # refused before any input is read (T2 is missing too)
         inputs[1], out, expect = f"T2={tmp_path / 'nope.nii.gz'}", tmp_path / "out.png", "unsupported output extension"
     elif problem == "output-is-inputs-data":  # b.nhdr would write b.raw: the voxels of input b.mhd
@@ -227,7 +227,7 @@ def test_an_os_error_while_writing_is_one_line(case, tiny_bundle, tmp_path, caps
     """What no pre-check can foresee (disk full, folder made read-only mid-run) still gives one line."""
     import MRSynthLib.io
 
-    def fail(_volume, path, overwrite=False):
+    def fail(_volume, path, overwrite=False, replaces=None):
         raise PermissionError(13, "Permission denied", str(path))
 
     monkeypatch.setattr(MRSynthLib.io, "write_volume", fail)
