@@ -16,15 +16,8 @@ from . import orientation
 from .backends import Backend, check_engine
 from .errors import MRSynthError
 from .postprocess import output_mapping
-from .synthesis import (
-    brain_crop,
-    check_request,
-    pad_to_multiple,
-    prepare,
-    reference_style_or_none,
-    style_code,
-    to_output_volume,
-)
+from .slice_runner import SliceRunner
+from .synthesis import check_request, prepare, reference_style_or_none, style_code, to_output_volume
 from .volume import Volume
 
 SAMPLE_SLICES = 8  # slices that estimate the whole volume's output histogram (one batch)
@@ -62,12 +55,11 @@ class PreviewSession:
         self.reference_style = reference_style_or_none(engine, reference, plane)
         self.mapping = output_mapping(engine, self.prepared, self.target, second_target, reference,
                                       match_histogram, calibrate)
-        self._stack = orientation.slices_first(np.moveaxis(self.prepared.stack, 0, -1), plane)  # (N, a, b, C)
-        self._mask = orientation.slices_first(self.prepared.mask, plane)
-        brain = np.flatnonzero(self._mask.reshape(self._mask.shape[0], -1).any(axis=1))
+        self._runner = SliceRunner(engine, self.prepared.stack, self.prepared.mask, self.prepared.available, plane)
+        self._mask = self._runner.mask
+        brain = np.asarray(self._runner.brain)
         if brain.size == 0:
             raise MRSynthError("the brain mask is empty; nothing to preview")
-        self._crop = brain_crop(self._mask[brain].any(axis=0))
         self.output = np.zeros(self.prepared.mask.shape, dtype=np.float32)  # canonical, last slices shown
         self._style_cache: dict[float, np.ndarray] = {}
         # the full run maps the whole volume's output histogram; the preview estimates it from a few slices
@@ -105,13 +97,9 @@ class PreviewSession:
         return int(np.clip(np.rint(pos), 0, self.n_slices - 1))
 
     def _generate(self, indices: list[int], alpha: float) -> tuple[np.ndarray, tuple[slice, slice]]:
-        """Raw generator output (clipped, masked) for slices ``indices`` in one batch, cropped to the brain."""
-        rows, cols = self._crop
-        images, (h, w) = pad_to_multiple(np.moveaxis(self._stack[indices][:, rows, cols], -1, 1))
-        n = len(indices)
-        pred = self.engine.generate(images, np.repeat(self.prepared.available[None], n, 0),
-                                    np.repeat(self.style(alpha)[None], n, 0))
-        return np.clip(pred[:, 0, :h, :w], 0.0, 1.0) * self._mask[indices][:, rows, cols], (rows, cols)
+        """Raw generator output (clipped, masked) for slices ``indices`` in one batch, on the brain crop:
+        the full run's slice loop (:class:`MRSynthLib.slice_runner.SliceRunner`), 2.5D neighbours included."""
+        return self._runner.run(indices, self.style(alpha), batch_size=max(len(indices), 1)), self._runner.crop
 
     def _sampled_quantiles(self, alpha: float) -> np.ndarray:
         """Whole-volume output quantiles at α, from the sample slices (linear between grid positions)."""

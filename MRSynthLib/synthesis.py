@@ -7,24 +7,21 @@ target contrast inside the brain, 0 outside the brain.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import orientation
-from .backends import Backend, check_engine, is_out_of_memory
+from .backends import Backend, check_engine
 from .checks import check_distinct_volumes, check_image
 from .contrasts import CONTRASTS, canonical
-from .errors import CancelledError, MRSynthError
+from .errors import MRSynthError
 from .io import check_volume
 from .postprocess import output_mapping
 from .preprocess import derive_mask, n4_correct, normalize
 from .resample import align_with_coverage, limit_to_coverage, resample_to
+from .slice_runner import Progress, SliceRunner, brain_crop, neighbour_slices, pad_to_multiple  # noqa: F401 (re-exported)
 from .volume import Volume
-
-# progress(done, total, message) → return False to cancel
-Progress = Callable[[int, int, str], "bool | None"]
 
 
 @dataclass
@@ -95,26 +92,6 @@ def prepare(inputs: dict[str, Volume], mask: Volume | None = None, register: boo
     return Prepared(stack, available, cmask, first, tuple(aligned), tuple(notes))
 
 
-def brain_crop(mask2d: np.ndarray, multiple: int = 4, margin: int = 4) -> tuple[slice, slice]:
-    """In-plane crop around the brain, padded to a multiple of 4 (two stride-2 levels)."""
-    rows, cols = np.where(mask2d)
-    out = []
-    for idx, size in ((rows, mask2d.shape[0]), (cols, mask2d.shape[1])):
-        lo, hi = max(int(idx.min()) - margin, 0), min(int(idx.max()) + 1 + margin, size)
-        extra = (-(hi - lo)) % multiple
-        lo, hi = max(lo - extra // 2, 0), hi + (extra - extra // 2)
-        out.append(slice(lo, hi))
-    return out[0], out[1]
-
-
-def pad_to_multiple(arr: np.ndarray, multiple: int = 4) -> tuple[np.ndarray, tuple[int, int]]:
-    h, w = arr.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph or pw:
-        arr = np.pad(arr, [(0, 0)] * (arr.ndim - 2) + [(0, ph), (0, pw)])
-    return arr, (h, w)
-
-
 def encode_reference_style(backend: Backend, reference: Volume, plane: str = "axial", n_slices: int = 16) -> np.ndarray:
     """Average style code over the central brain slices of a reference volume (any grid)."""
     m = derive_mask([reference.array])
@@ -153,51 +130,19 @@ def style_code(backend: Backend, target: str, reference_style: np.ndarray | None
     return ((1 - alpha) * base + alpha * other).astype(np.float32)
 
 
-def neighbour_slices(stack: np.ndarray, chunk: list[int], k: int) -> np.ndarray:
-    """(N, a, b, C) slices-first stack → (n, C, 2k, a, b): for each slice z of ``chunk`` the slices
-    z−k…z−1, z+1…z+k (clamped at the volume's ends), as the 2.5D training sampler makes them."""
-    last = stack.shape[0] - 1
-    idx = [[min(max(z + d, 0), last) for d in (*range(-k, 0), *range(1, k + 1))] for z in chunk]
-    return np.moveaxis(stack[np.asarray(idx)], -1, 1)  # (n, 2k, a, b, C) → (n, C, 2k, a, b)
-
-
 def run_slices(backend: Backend, prepared: Prepared, style: np.ndarray, plane: str = "axial",
                batch_size: int = 8, progress: Progress | None = None, indices: list[int] | None = None) -> np.ndarray:
-    """Run the generator over brain slices; returns the canonical output volume (zeros elsewhere).
-
-    Halves the batch on out-of-memory; calls ``progress`` after each batch and stops (raising
-    :class:`CancelledError`) when it returns ``False``. A 2.5D model (``backend.context`` k > 0) also
-    gets each slice's k neighbours on either side.
-    """
-    from .nets.unified import images_with_context  # noqa: PLC0415 (numpy-only helper; no torch import)
-
-    k = int(getattr(backend, "context", 0) or 0)
-    stack = orientation.slices_first(np.moveaxis(prepared.stack, 0, -1), plane)  # (N, a, b, C)
-    cmask = orientation.slices_first(prepared.mask, plane)
-    out = np.zeros(cmask.shape, dtype=np.float32)
-    todo = [i for i in (indices if indices is not None else range(cmask.shape[0])) if cmask[i].any()]
-    if not todo:
-        return orientation.slices_back(out, plane)
-    rows, cols = brain_crop(cmask[todo].any(axis=0))
-    done, bs = 0, max(1, batch_size)
-    while done < len(todo):
-        chunk = todo[done:done + bs]
-        centre = np.moveaxis(stack[chunk][:, rows, cols], -1, 1)
-        around = neighbour_slices(stack, chunk, k)[..., rows, cols] if k else None
-        images, (h, w) = pad_to_multiple(images_with_context(centre, around))
-        n = len(chunk)
-        try:
-            pred = backend.generate(images, np.repeat(prepared.available[None], n, 0), np.repeat(style[None], n, 0))
-        except Exception as exc:
-            if is_out_of_memory(exc) and bs > 1:
-                bs = max(1, bs // 2)
-                continue
-            raise
-        out[chunk, rows, cols] = np.clip(pred[:, 0, :h, :w], 0.0, 1.0)
-        done += n
-        if progress is not None and progress(done, len(todo), "synthesizing") is False:
-            raise CancelledError()
-    out *= cmask
+    """Run the generator over brain slices (all, or those of ``indices``); returns the canonical output
+    volume (zeros elsewhere). The loop itself is :class:`MRSynthLib.slice_runner.SliceRunner`, shared
+    with the live preview: crop, padding, 2.5D neighbours, batching (halved on out-of-memory),
+    progress/cancel (``progress`` returning ``False`` raises :class:`CancelledError`)."""
+    runner = SliceRunner(backend, prepared.stack, prepared.mask, prepared.available, plane)
+    out = np.zeros(runner.mask.shape, dtype=np.float32)
+    brain = set(runner.brain)
+    wanted = runner.brain if indices is None else [i for i in indices if i in brain]
+    if wanted:
+        rows, cols = runner.crop
+        out[wanted, rows, cols] = runner.run(wanted, style, batch_size, progress)
     return orientation.slices_back(out, plane)
 
 

@@ -41,7 +41,7 @@ def test_images_with_context_puts_centre_first_then_each_contrasts_neighbours():
 def test_a_25d_model_trains_exports_and_reads_its_neighbours(tmp_path, small_subject):
     """Train a few 2.5D steps; the card says context 1; ONNX and torch agree to 1e-4 through the product's
     pipeline; changing only the neighbouring slices changes the output (the neighbours are really read), and
-    one slice alone (the live preview's path) equals that slice of the whole-volume run."""
+    one slice alone and the live preview's slice equal that slice of the whole-volume run."""
     import json
 
     from mrsynth_train.export import export_run
@@ -71,6 +71,11 @@ def test_a_25d_model_trains_exports_and_reads_its_neighbours(tmp_path, small_sub
     z = int(np.argmax(area))
     one = run_slices(onnx, prepared, style, indices=[z])
     np.testing.assert_allclose(one[z], full[z], atol=1e-5)
+    # the live preview goes through the same slice loop: a 2.5D engine's preview slice is the full run's
+    from MRSynthLib.preview import PreviewSession
+
+    session = PreviewSession(onnx, inputs, "FLAIR", calibrate=False)
+    np.testing.assert_allclose(session.synthesize_slice(0.0, z), full[z], atol=1e-5)
     prepared.stack[:, z + 1] = prepared.stack[:, z + 1][..., ::-1].copy()  # only a neighbour changes
     moved = run_slices(onnx, prepared, style, indices=[z])
     assert np.abs(moved[z] - full[z]).max() > 1e-3

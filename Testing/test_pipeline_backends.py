@@ -73,6 +73,7 @@ class _FlakyMemory:
     def __init__(self, inner):
         self.inner, self.sizes = inner, []
         self.name, self.device, self.mean_styles = inner.name, inner.device, inner.mean_styles
+        self.context = inner.context  # part of the Backend protocol
 
     def generate(self, images, available, style):
         if len(images) > 2:
