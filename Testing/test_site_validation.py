@@ -103,6 +103,10 @@ def test_validate_sites_scores_every_task_against_baselines_and_resumes(site_roo
     before = (out / "rows.jsonl").read_text()
     assert main(args) == 0
     assert (out / "rows.jsonl").read_text() == before
+    # --only: a second process can add some methods' rows beside a running validation
+    assert main(["validate-sites", "--data", str(site_root), "--out", str(tmp_path / "only"), "--only", "linear"]) == 0
+    only = {json.loads(x)["method"] for x in (tmp_path / "only" / "rows.jsonl").read_text().splitlines()}
+    assert only == {"linear"}
 
 
 def test_validate_sites_refuses_a_fold_for_an_unknown_site(site_root, tmp_path, capsys):

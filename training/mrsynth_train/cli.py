@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="a run trained without SITE's subjects (repeatable; see mrsynth_train.sites)")
     vs.add_argument("--compare", action="append", default=[], metavar="NAME=MODEL",
                     help="also score a registered model id or card path as shipped (e.g. v2=mrsynth-unified-v2)")
+    vs.add_argument("--only", action="append", default=None, metavar="METHOD",
+                    help="score only these methods (model, model-uncalibrated, histmatch-best, linear or a --compare "
+                    "name; repeatable), e.g. to add fold rows from a second process beside a running validation")
     vs.add_argument("--final", default=None, metavar="RUN",
                     help="write the report into this run's validation.json and its calibration decision into its "
                     "intensity templates (both reach the exported card)")
@@ -165,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
             folds = dict(_pair(f, "--fold", "SITE=RUN") for f in args.fold)
             compare = dict(_pair(c, "--compare", "NAME=MODEL") for c in args.compare)
             report = run_site_validation(Path(args.data), Path(args.out), {k: Path(v) for k, v in folds.items()},
-                                         compare, Path(args.final) if args.final else None)
+                                         compare, Path(args.final) if args.final else None,
+                                         only=set(args.only) if args.only else None)
             print((Path(args.out) / "report.md").read_text(encoding="utf-8"))
             print(json.dumps(report["targets_check"], indent=1))
         elif args.command == "templates":

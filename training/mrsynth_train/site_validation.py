@@ -122,11 +122,12 @@ def engine_predictions(engine, subject: Subject, inputs: tuple[str, ...], target
 
 
 def validate_sites(subjects: list[Subject], store: RowStore, fold_engines: dict[str, object],
-                   compare: dict[str, object], progress: bool = True) -> None:
+                   compare: dict[str, object], progress: bool = True, only: set[str] | None = None) -> None:
     """Score every missing (method, subject, task) row into ``store`` (see the module docstring).
 
     ``fold_engines``: site → engine of the run trained without that site (methods ``model`` and
-    ``model-uncalibrated``); ``compare``: name → engine used as shipped (calibrated as its card says)."""
+    ``model-uncalibrated``); ``compare``: name → engine used as shipped (calibrated as its card says);
+    ``only``: score just these methods (e.g. a second process adding the fold rows beside a running one)."""
     from tqdm import tqdm  # noqa: PLC0415
 
     jobs = [(s, inputs, target) for s in subjects for inputs, target in task_list(list(s.volumes), "all-subsets")]
@@ -144,7 +145,7 @@ def validate_sites(subjects: list[Subject], store: RowStore, fold_engines: dict[
             store.add({"key": key, "method": method, **base, **(extra or {}), **score(pred, subject, target, brasyn)})
 
         def todo(method: str, subject=subject, inputs=inputs, target=target) -> bool:
-            return task_key(method, subject.name, inputs, target) not in store
+            return (only is None or method in only) and task_key(method, subject.name, inputs, target) not in store
 
         if todo("histmatch-best"):
             matched = histogram_match_all({c: subject.normalized[c] for c in (*inputs, target)}, target, subject.mask)
@@ -188,7 +189,7 @@ def compare_engine(spec: str):
 
 
 def run_site_validation(data: Path, out: Path, folds: dict[str, Path], compare: dict[str, str],
-                        final: Path | None = None, progress: bool = True) -> dict:
+                        final: Path | None = None, progress: bool = True, only: set[str] | None = None) -> dict:
     """Score what is missing, write ``report.json`` and ``report.md`` into ``out``; with ``final``, the
     report also becomes the final run's ``validation.json`` (→ the model card) and the calibration decision
     goes into its intensity templates (``calibrate_targets``), which the engine honours."""
@@ -206,7 +207,8 @@ def run_site_validation(data: Path, out: Path, folds: dict[str, Path], compare: 
                            str(data))
     store = RowStore(out / "rows.jsonl")
     validate_sites(subjects, store, {site: fold_engine(run) for site, run in folds.items()},
-                   {name: compare_engine(spec) for name, spec in compare.items()}, progress)
+                   {name: compare_engine(spec) for name, spec in compare.items()}, progress, only)
+    store = RowStore(store.path)  # re-read: another process may have added rows (see ``only``)
     report = {"protocol": PROTOCOL, "folds": {site: {"run": str(run), "subjects": sorted(s.name for s in subjects
                                                                                            if s.site == site)}
                                               for site, run in folds.items()},
