@@ -138,3 +138,28 @@ def test_brasyn_protocol_on_toy_volumes():
     full = structural_similarity(brasyn_normalize(v), brasyn_normalize(noisy), data_range=1.0, gaussian_weights=True,
                                  sigma=1.5, use_sample_covariance=False)
     assert m["SSIM"] == pytest.approx(full, abs=1e-9)
+
+
+def test_a_compared_model_is_also_judged_on_the_subjects_it_never_saw():
+    """v2 trained on S1: the report tests product vs v2 on all tasks and on S2's alone (v2@unseen), and the
+    shipping check reads the unseen comparison (here the product wins on S2 although v2 wins overall)."""
+    from mrsynth_train.export import beats
+    from mrsynth_train.site_report import markdown, summarize
+
+    rows = []
+    for subject, site in (("S1", "A"), ("S2", "B")):
+        for i in range(8):
+            task = {"site": site, "subject": subject, "inputs": f"X{i}", "target": "T1", "three_to_one": False}
+            good = 20.0 + 0.1 * i
+            scores = {"model": (good, 0.5 + 0.01 * i), "model-uncalibrated": (good - 1, 0.4),
+                      "v2": ((30.0, 0.9) if subject == "S1" else (good - 2 - 0.05 * i, 0.3 + 0.005 * i)),
+                      "histmatch-best": (good, 0.5)}
+            for method, (psnr, ssim) in scores.items():
+                rows.append({**task, "method": method, "key": f"{method}|{subject}|{i}", "PSNR": psnr, "SSIM": ssim,
+                             "MAE": 0.1})
+    report = summarize(rows, {"v2": ["S1"]})
+    tests = report["wilcoxon_product_vs"]
+    assert tests["v2:PSNR"]["n"] == 16 and tests["v2@unseen:PSNR"]["n"] == 8
+    assert tests["v2:PSNR"]["mean_difference"] < 0 < tests["v2@unseen:PSNR"]["mean_difference"]
+    assert beats(report, "v2") == (True, "")
+    assert "v2@unseen" in markdown(report)

@@ -176,6 +176,8 @@ def beats(validation: dict | None, other: str, alpha: float = 0.05) -> tuple[boo
     """Whether a site-validation report shows the product better than ``other`` on mean masked PSNR and
     SSIM with a paired Wilcoxon p < ``alpha`` for both; (decision, reason when not)."""
     tests = (validation or {}).get("wilcoxon_product_vs", {})
+    if f"{other}@unseen:PSNR" in tests:  # on the subjects the compared model never saw: a fair comparison
+        other = f"{other}@unseen"
     for metric in ("PSNR", "SSIM"):
         t = tests.get(f"{other}:{metric}")
         if t is None:

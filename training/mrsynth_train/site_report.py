@@ -48,8 +48,12 @@ def _stats(rows: list[dict], metric: str) -> dict:
     return {"mean": float(np.mean(vals)), "sd": float(np.std(vals)), "n": len(vals)} if vals else {}
 
 
-def summarize(rows: list[dict]) -> dict:
-    """The report: per method overall / per target / per fold, the product's gaps, Wilcoxon tests."""
+def summarize(rows: list[dict], seen: dict[str, list[str]] | None = None) -> dict:
+    """The report: per method overall / per target / per fold, the product's gaps, Wilcoxon tests.
+
+    ``seen``: compared model → the real subjects it trained on. Its rows on them are no cross-site result
+    for it, so it is also tested on the other subjects alone (``NAME@unseen``), which is what shipping
+    decisions read (:func:`mrsynth_train.export.beats`)."""
     from scipy.stats import wilcoxon  # noqa: PLC0415
 
     methods = by_method(rows)
@@ -75,19 +79,23 @@ def summarize(rows: list[dict]) -> dict:
         for other in [m for m in (*BASELINES, *sorted(methods)) if m in methods and m not in
                       ("product", "model", "model-uncalibrated")]:
             keys = sorted(set(prod) & set(methods[other]))
-            for metric in ("PSNR", "SSIM"):
-                a = np.array([prod[k][metric] for k in keys])
-                b = np.array([methods[other][k][metric] for k in keys])
-                if len(keys) >= 2 and np.any(a != b):
-                    res = wilcoxon(a, b)
-                    tests[f"{other}:{metric}"] = {"n": len(keys), "mean_difference": float((a - b).mean()),
-                                                 "p_value": float(res.pvalue)}
+            variants = [(other, keys)]
+            if (seen or {}).get(other):
+                variants.append((f"{other}@unseen", [k for k in keys if k[0] not in set(seen[other])]))
+            for label, ks in variants:
+                for metric in ("PSNR", "SSIM"):
+                    a = np.array([prod[k][metric] for k in ks])
+                    b = np.array([methods[other][k][metric] for k in ks])
+                    if len(ks) >= 2 and np.any(a != b):
+                        tests[f"{label}:{metric}"] = {"n": len(ks), "mean_difference": float((a - b).mean()),
+                                                     "p_value": float(wilcoxon(a, b).pvalue)}
     return {"methods": table, "calibration": decision, "calibrate_targets": [t for t, d in decision.items()
                                                                               if d["calibrate"]],
-            "wilcoxon_product_vs": tests, "targets_check": targets_check(table), "sites": sites}
+            "wilcoxon_product_vs": tests, "targets_check": targets_check(table, tests), "sites": sites,
+            "compared_models_trained_on": seen or {}}
 
 
-def targets_check(table: dict) -> dict:
+def targets_check(table: dict, tests: dict | None = None) -> dict:
     """The issue's targets, measured (each a number and whether it is met)."""
     if "product" not in table or "histmatch-best" not in table:
         return {}
@@ -104,6 +112,9 @@ def targets_check(table: dict) -> dict:
         if name.startswith("v2") or name.startswith("mrsynth"):
             out[f"psnr_gain_vs_{name}_db"] = prod["overall"]["PSNR"]["mean"] - table[name]["overall"]["PSNR"]["mean"]
             out[f"psnr_goal_vs_{name}_met"] = out[f"psnr_gain_vs_{name}_db"] >= 1.5
+    for key, t in (tests or {}).items():
+        if "@unseen:" in key:
+            out[f"{key.replace(':', '_')}_gain"] = t["mean_difference"]
     return out
 
 
@@ -130,6 +141,10 @@ def markdown(report: dict) -> str:
     for m in order:
         cells = [f"{_cell(t[m]['per_fold'][s]['PSNR'], 2)} / {_cell(t[m]['per_fold'][s]['SSIM'], 3)}" for s in sites]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    for name, subjects in report.get("compared_models_trained_on", {}).items():
+        if subjects:
+            lines += ["", f"{name} trained on {', '.join(subjects)}: its rows there are no unseen-site result; the "
+                      f"tests below also compare on the other subjects alone ({name}@unseen)."]
     lines += ["", "### BraSyn protocol, 3→1 tasks (SSIM whole volume / tumour / healthy; PSNR dB)", "",
               "| method | target | SSIM | SSIM tumour | SSIM healthy | PSNR |", "|---|---|---|---|---|---|"]
     for m in order:

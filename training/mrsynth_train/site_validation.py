@@ -181,6 +181,13 @@ def fold_engine(run: Path):
     return attach_templates(TorchBackend(None, cfg["model"], device="cpu", model=model), run)
 
 
+def trained_on(spec: str) -> list[str]:
+    """The real subjects a registered model or card says it trained on (its card's training data)."""
+    from MRSynthLib.registry import resolve_model  # noqa: PLC0415
+
+    return list(((resolve_model(spec).card.get("training") or {}).get("data") or {}).get("real") or [])
+
+
 def compare_engine(spec: str):
     """A registered model id or card path, loaded as the product loads it (ONNX Runtime, card settings)."""
     from MRSynthLib.registry import load_backend, resolve_model  # noqa: PLC0415
@@ -212,7 +219,7 @@ def run_site_validation(data: Path, out: Path, folds: dict[str, Path], compare: 
     report = {"protocol": PROTOCOL, "folds": {site: {"run": str(run), "subjects": sorted(s.name for s in subjects
                                                                                            if s.site == site)}
                                               for site, run in folds.items()},
-              **summarize(list(store.rows.values()))}
+              **summarize(list(store.rows.values()), {name: trained_on(spec) for name, spec in compare.items()})}
     write_bytes_atomic(json.dumps(report, indent=1).encode("utf-8"), out / "report.json")
     write_bytes_atomic(markdown(report).encode("utf-8"), out / "report.md")
     if final is not None:
