@@ -9,6 +9,7 @@ when Slicer starts; onnxruntime is installed on first use, after asking.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -25,6 +26,8 @@ if os.path.isdir(os.path.join(_SOURCE_ROOT, "MRSynthLib")) and _SOURCE_ROOT not 
 
 from MRSynthSlicerLib import registerSampleData  # noqa: E402
 from MRSynthSlicerLib.BackgroundRun import BackgroundRun, RunRequest  # noqa: E402
+from MRSynthSlicerLib.Display import showOverBackground  # noqa: E402
+from MRSynthSlicerLib.InstallLogic import versionProblem  # noqa: E402
 from MRSynthSlicerLib.Logic import MRSynthLogic  # noqa: E402 - also `from MRSynth import MRSynthLogic`
 from MRSynthSlicerLib.ModelPanel import ModelPanel  # noqa: E402
 from MRSynthSlicerLib.Parameters import (  # noqa: E402, F401
@@ -95,6 +98,18 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ModelPane
         self.setupModelPanel()
         self.initializeParameterNode()
         self.observeRedSlice()
+        if versionProblem():  # said before the first Apply, not only when the installation is refused
+            self.log(versionProblem())
+
+    def onReload(self) -> None:
+        """*Reload*: re-import MRSynthSlicerLib and MRSynthLib too, as SlicerNNUnet and MONAIAuto3DSeg do for
+        their Lib packages; Slicer's reload re-runs only this file, so their code stayed stale until a restart.
+        Every submodule is dropped from ``sys.modules`` (no hand-kept list to forget one), then this file's
+        re-execution imports each afresh; the old panel's ``cleanup()`` still runs (Slicer calls it)."""
+        for name in [n for n in sys.modules if n.partition(".")[0] in ("MRSynthSlicerLib", "MRSynthLib")]:
+            del sys.modules[name]
+        importlib.invalidate_caches()
+        ScriptedLoadableModuleWidget.onReload(self)
 
     def inputSelector(self, contrast: str):
         return getattr(self.ui, f"input{contrast}Selector")
@@ -255,18 +270,20 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ModelPane
         try:
             if status.state == "finished":
                 with reportErrors("MRSynth could not load the result", self.log, waitCursor=True):
-                    self.showResult(run.load())
+                    self.showResult(run.load(), run.request.first)
             elif status.state == "failed":
                 reportUserError("MRSynth failed", status.error or "the background process failed", self.log)
         finally:
             self.finishRun()
 
-    def showResult(self, out) -> None:
+    def showResult(self, out, first=None) -> None:
+        """The result as every view's foreground over the user's background, window/level for its units."""
         if self._parameterNode is not None:
             self._parameterNode.outputVolume = out
-        slicer.util.setSliceViewerLayers(background=out, fit=False)
+        showOverBackground(out, background=first)
         self.log(f"Done: '{out.GetName()}' (marked SYNTHETIC; ran on {out.GetAttribute('MRSynth.Device') or '?'}; "
-                 f"intensity calibration: {out.GetAttribute('MRSynth.Calibration') or 'off'}).")
+                 f"intensity calibration: {out.GetAttribute('MRSynth.Calibration') or 'off'}; shown over the "
+                 "views' background: their fade slider compares).")
 
     def stopRun(self, message: str) -> None:
         """Cancel the Apply in progress, if any: kills the process tree, nothing is written."""
@@ -344,7 +361,7 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ModelPane
         self._lastPreviewError = ""
         if p.outputVolume is not out:
             p.outputVolume = out
-            slicer.util.setSliceViewerLayers(background=out, fit=False)
+            showOverBackground(out, background=next(iter(p.inputs().values())))
 
     def notePreviewLimits(self, p, red) -> None:
         """Say once where the preview differs from Apply, so a user never takes the difference for a bug."""

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,11 +36,22 @@ def resources_dir() -> Path:
     return here.parent / "Resources"
 
 
+def user_cache_base() -> Path:
+    """The platform's per-user cache folder for MRSynth: ``%LOCALAPPDATA%\\MRSynth\\Cache`` on Windows,
+    ``~/Library/Caches/MRSynth`` on macOS, ``$XDG_CACHE_HOME/mrsynth`` (default ``~/.cache/mrsynth``) elsewhere."""
+    if sys.platform == "win32":
+        local = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        return Path(local) / "MRSynth" / "Cache"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "MRSynth"
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    return (Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache") / "mrsynth"  # XDG: relative = unset
+
+
 def cache_dir() -> Path:
-    """Per-user folder for downloaded or imported models (``MRSYNTH_CACHE`` overrides)."""
+    """Per-user folder for downloaded or imported models (``MRSYNTH_CACHE`` overrides the platform's)."""
     env = os.environ.get("MRSYNTH_CACHE")
-    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mrsynth"
-    return base / "models"
+    return (Path(env) if env else user_cache_base()) / "models"
 
 
 def sha256(path: Path) -> str:
@@ -159,7 +171,22 @@ def resolve_model(spec: str | None = None, roles: tuple[str, ...] | None = None)
     if not path.exists():
         known = ", ".join(e["id"] for e in registry.get("models", []))
         raise MRSynthError(f"unknown model (not a registered id — known: {known} — nor an existing file)", str(name))
-    return _bundle_from_card(path, None, roles)
+    return _card_at_path(path, registry, roles)
+
+
+def _card_at_path(card_path: Path, registry: dict, roles: tuple[str, ...] | None) -> ModelBundle:
+    """A card given by path. One that claims a registered id must be that registered card, byte for byte
+    (SHA256 in the registry), and its files are checked against the registry: an edited card or file
+    keeping a registered id is refused, so no output is ever labelled as a registered model it is not."""
+    claimed = ModelBundle(_read_card(card_path), card_path.parent, card_path).id
+    entry = next((e for e in registry.get("models", []) if e.get("id") == claimed), None)
+    if entry is None:
+        return _bundle_from_card(card_path, None, roles)  # a custom model, under its own id
+    if sha256(card_path) != entry["card"]["sha256"]:
+        raise MRSynthError(f"model card claims the registered id '{claimed}' but is not its registered card "
+                           "(SHA256 differs from Models.json: edited, or another model); give a custom model "
+                           "its own 'id'", str(card_path))
+    return _bundle_from_card(card_path, entry["files"], roles)
 
 
 INTERFACES = ("unified", "onehot", "pairwise")

@@ -2,9 +2,12 @@
 
 No Slicer build exists here, so ``Testing/cmake_standin`` stands in for the ``SlicerConfig.cmake`` an
 extension build finds; its macros place files as Slicer's and CTK's do (its README says what it leaves
-out). The install tree is checked where Slicer looks; its MRSynth.py is then loaded in an interpreter that
-cannot import the repository (``python -S``: no editable install, no source tree on sys.path), and so is
-the source tree's MRSynth.py, as after "Add module path".
+out). The install tree is checked where Slicer looks, and holds what Slicer runs only: the registry's
+default model as ONNX graphs and card (no torch weights, no other model), the module, the engine and the
+sample brain. Its MRSynth.py is then loaded in an interpreter that cannot import the repository
+(``python -S``: no editable install, no source tree on sys.path) — set up, synthesize, the self-test in
+Slicer's testing mode, *Reload* after an edit — and so is the source tree's MRSynth.py, as after
+"Add module path".
 """
 
 from __future__ import annotations
@@ -48,16 +51,24 @@ def _files(folder: Path) -> set[str]:
     return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
 
 
+def _default_model_files() -> list[str]:
+    """What Slicer runs of the models: the registry's default model's card and ONNX graphs."""
+    registry = json.loads((ROOT / "Resources" / "Models.json").read_text(encoding="utf-8"))
+    entry = next(m for m in registry["models"] if m["id"] == registry["default"])
+    return [entry["card"]["name"], *(f["name"] for f in entry["files"].values() if f["name"].endswith(".onnx"))]
+
+
 def _sources() -> dict[str, Path]:
-    """Install-tree path → source file for every file the extension must ship, taken from the disk (not
-    from the CMake lists): a file left out of a list shows up as not installed."""
+    """Install-tree path → source file for every file the extension must ship, taken from the disk and the
+    registry (not from the CMake lists): a file left out of a list shows up as not installed."""
     def under(folder: Path, base: Path, pattern: str) -> dict[str, Path]:
         return {f"{SCRIPTED}/{p.relative_to(base).as_posix()}": p for p in folder.rglob(pattern)
                 if p.is_file() and "__pycache__" not in p.parts}
 
+    models = ROOT / "Resources" / "Models"  # resources_dir(): <MRSynthLib>/../Resources
     return (under(MODULE_DIR, MODULE_DIR, "*.py") | under(ROOT / "MRSynthLib", ROOT, "*.py")
             | under(MODULE_DIR / "Resources", MODULE_DIR, "*")  # resourcePath(): <dir of MRSynth.py>/Resources
-            | under(ROOT / "Resources" / "Models", ROOT, "*")  # resources_dir(): <MRSynthLib>/../Resources
+            | {f"{SCRIPTED}/Resources/Models/{n}": models / n for n in _default_model_files()}
             | {f"{SCRIPTED}/Resources/Models.json": ROOT / "Resources" / "Models.json"})
 
 
@@ -83,8 +94,9 @@ def extension(tmp_path_factory: pytest.TempPathFactory) -> Extension:
 
 
 def test_install_tree_holds_every_file_where_slicer_looks(extension: Extension) -> None:
-    """Each script, the .ui, the icon, Models.json and every model file, byte for byte, at the path Slicer
-    (module scan, resourcePath) and MRSynthLib.registry look at; nothing else (no Testing/, training/)."""
+    """Each script, the .ui, the icon, the requirements, the sample brain, Models.json and the default model,
+    byte for byte, at the path Slicer (module scan, resourcePath) and MRSynthLib.registry look at; nothing
+    else (no Testing/, training/)."""
     installed, sources = _files(extension.prefix), _sources()
     missing = sorted(set(sources) - installed)
     assert not missing, f"not installed (left out of MRSynth/CMakeLists.txt?): {missing}"
@@ -106,13 +118,29 @@ def test_package_is_the_install_tree(extension: Extension) -> None:
     assert extension.package == _files(extension.prefix)
 
 
+def test_package_ships_what_slicer_runs_and_nothing_else(extension: Extension) -> None:
+    """Of the models, the default's ONNX graphs and card only (read from Models.json by CMake): no torch
+    weights, no superseded model (it stays downloadable through the registry), no training code."""
+    registry = json.loads((ROOT / "Resources" / "Models.json").read_text(encoding="utf-8"))
+    models = {p.rsplit("/", 1)[1] for p in extension.package if p.startswith(f"{SCRIPTED}/Resources/Models/")}
+    assert models == set(_default_model_files()) and any(m.endswith(".onnx") for m in models)
+    assert not [p for p in extension.package if p.endswith((".pt", ".pth", ".ckpt"))]
+    others = [m for m in registry["models"] if m["id"] != registry["default"]]
+    for entry in others:
+        assert not ({entry["card"]["name"], *(f["name"] for f in entry["files"].values())} & models)
+    assert not [p for p in extension.package if {"training", "mrsynth_train", "Testing"} & set(p.split("/"))]
+    sample = {p.rsplit("/", 1)[1] for p in extension.package if p.startswith(f"{SCRIPTED}/Resources/SampleData/")}
+    assert "README.md" in sample and len([s for s in sample if s.endswith(".nii.gz")]) == 4
+    assert f"{SCRIPTED}/Resources/requirements.txt" in extension.package
+
+
 def test_build_registers_the_module_tests(extension: Extension) -> None:
     """BUILD_TESTING (on by default in an extension build): MRSynth.py's unittest and Slicer's generic test."""
     assert extension.tests == {"py_MRSynth", "py_nomainwindow_qSlicerMRSynthModuleGenericTest"}
     assert not (extension.prefix / SCRIPTED / "qSlicerMRSynthModuleGenericTest.py").exists()
 
 
-def _load_isolated(module_py: Path, work: Path, synthesize: bool) -> dict:
+def _load_isolated(module_py: Path, work: Path, mode: str) -> dict:
     """Run cmake_standin/load_module_isolated.py under ``python -S -E -B`` from a copy beside copies of the
     GUI fakes, so that neither the editable install nor any folder of the repository is on sys.path."""
     driver = work / "driver"
@@ -124,8 +152,8 @@ def _load_isolated(module_py: Path, work: Path, synthesize: bool) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "MRSYNTH_"))}
     env["OMP_NUM_THREADS"] = "2"
     cmd = [sys.executable, "-S", "-E", "-B", str(driver / "load_module_isolated.py"), site, str(module_py),
-           str(work / "home"), str(ROOT), "1" if synthesize else "0"]
-    out = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8", cwd=driver, env=env, timeout=120)
+           str(work / "home"), str(ROOT), mode]
+    out = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8", cwd=driver, env=env, timeout=600)
     assert out.returncode == 0, f"loading {module_py} failed:\n{out.stderr[-4000:]}"
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -135,12 +163,15 @@ def test_installed_module_runs_on_its_own(extension: Extension, tmp_path: Path) 
     model from the install tree, sets up its panel and synthesizes; nothing comes from the repository."""
     pytest.importorskip("slicer")
     qt = extension.prefix / SCRIPTED
-    report = _load_isolated(qt / "MRSynth.py", tmp_path, synthesize=True)
+    report = _load_isolated(qt / "MRSynth.py", tmp_path, "synthesize")
     assert report["mrsynthlib"] == str(qt / "MRSynthLib" / "__init__.py")
     assert report["slicerlib"] == str(qt / "MRSynthSlicerLib" / "__init__.py")
     assert report["resources"] == str(qt / "Resources")
-    assert report["default_bundle"] == str(qt / "Resources" / "Models")  # every file hashed against Models.json
+    assert report["default_bundle"] == str(qt / "Resources" / "Models")  # every graph hashed against Models.json
     assert report["default"] in report["models"] and report["default_in_panel"]
+    others = [m for m in report["models"] if m != report["default"]]  # not shipped: the panel says Download
+    assert [label for label in report["model_labels"] if "not installed: Download" in label] == [
+        label for label in report["model_labels"] if label.split(" ")[0] in others]
     assert report["ui"] == [str(qt / "Resources" / "UI" / "MRSynth.ui")] and Path(report["ui"][0]).is_file()
     assert report["child_pythonpath"] == str(qt)  # the background `python -m MRSynthLib.cli` finds it too
     assert report["from_repo"] == [] and str(ROOT) not in report["sys_path"]
@@ -155,7 +186,7 @@ def test_add_module_path_on_the_source_tree(tmp_path: Path) -> None:
     """"Add module path" <repo>/MRSynth: MRSynth.py puts the repository root on sys.path, so MRSynthLib
     and Resources/ beside MRSynth/ are used, and the panel sets up on a fresh scene."""
     pytest.importorskip("slicer")
-    report = _load_isolated(MODULE_DIR / "MRSynth.py", tmp_path, synthesize=False)
+    report = _load_isolated(MODULE_DIR / "MRSynth.py", tmp_path, "setup")
     assert report["mrsynthlib"] == str(ROOT / "MRSynthLib" / "__init__.py")
     assert report["slicerlib"] == str(MODULE_DIR / "MRSynthSlicerLib" / "__init__.py")
     assert report["sys_path"][:2] == [str(ROOT), str(MODULE_DIR)]  # root inserted by MRSynth.py, before the module dir
@@ -163,3 +194,20 @@ def test_add_module_path_on_the_source_tree(tmp_path: Path) -> None:
     assert report["default"] in report["models"] and report["default_in_panel"]
     assert report["ui"] == [str(MODULE_DIR / "Resources" / "UI" / "MRSynth.ui")]
     assert report["child_pythonpath"] == str(ROOT)
+
+
+def test_installed_module_self_tests_in_testing_mode_and_reloads(extension: Extension, tmp_path: Path) -> None:
+    """On a copy of the install tree, as Slicer's build server runs it: the module's self-test in testing
+    mode passes (the dependencies installed there too, the sample brain read from the extension itself, no
+    network); then a file of MRSynthLib and one of MRSynthSlicerLib are edited and *Reload* is pressed: the
+    new panel runs the edited code (no module of either package is the one loaded before)."""
+    pytest.importorskip("slicer")
+    copy = tmp_path / "install"
+    shutil.copytree(extension.prefix, copy)
+    report = _load_isolated(copy / SCRIPTED / "MRSynth.py", tmp_path, "selftest")
+    run = report["selftest"]
+    assert run["self_test"] == "passed", run["self_test"]
+    assert run["installs"] and run["installs"][0]["skip_in_testing"] is False
+    assert run["note_after_reload"] == "edited before Reload" and run["slicerlib_edit_seen"]
+    assert run["stale_after_reload"] == [] and run["new_panel"]
+    assert report["from_repo"] == [] and str(ROOT) not in report["sys_path"]

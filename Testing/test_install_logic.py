@@ -1,5 +1,6 @@
-"""Installing the inference dependencies inside Slicer: Slicer's installer when it has one, else
-``slicer.util.pip_install``; a declined install or a pip failure is one line, never a traceback.
+"""Installing the inference dependencies inside Slicer: the ranges of ``Resources/requirements.txt``, with
+Slicer's installer when it has one, else ``slicer.util.pip_install``; a Slicer too old, a declined install
+or a pip failure is one line, never a traceback; onnxruntime-gpu is offered where an NVIDIA GPU is.
 
 Slicer's installer and dialogs cannot run here: ``slicer`` is replaced by a small fake module object
 inside InstallLogic, and ``slicer.packaging`` by a fake in ``sys.modules`` (or removed).
@@ -21,7 +22,15 @@ pytest.importorskip("slicer")
 from MRSynthLib.errors import MRSynthError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-PIN = "onnxruntime==1.31.1"
+REQUIREMENTS = ROOT / "MRSynth" / "Resources" / "requirements.txt"
+PIN = next(line for line in REQUIREMENTS.read_text(encoding="utf-8").splitlines() if line.startswith("onnxruntime"))
+
+
+def _req(line: str) -> str:
+    """What ``pip_ensure`` receives (a packaging Requirement), as text."""
+    from packaging.requirements import Requirement
+
+    return str(Requirement(line))
 
 
 @pytest.fixture()
@@ -43,15 +52,19 @@ def install(monkeypatch):
 
     fake = types.SimpleNamespace(util=types.SimpleNamespace(
         confirmOkCancelDisplay=lambda text, *a, **k: (calls.confirm.append(text), calls.answer)[1],
-        pip_install=pip_install))
+        confirmYesNoDisplay=lambda text, *a, **k: (calls.confirm.append(text), calls.answer)[1],
+        pip_install=pip_install), app=types.SimpleNamespace(testingEnabled=lambda: calls.testing))
+    calls.testing = False
     monkeypatch.setattr(module, "slicer", fake)
+    monkeypatch.setattr(module, "_nvidiaDriver", lambda: False)
     monkeypatch.setattr(module.InstallLogic, "missingDependencies", staticmethod(lambda: list(missing)))
     return module, calls, missing
 
 
 def _packaging(monkeypatch, calls, declined: bool, name: str = "slicer.packaging"):
-    def pip_ensure(requirements, prompt_install=True, requester=None, **_kw):
+    def pip_ensure(requirements, prompt_install=True, requester=None, skip_in_testing=True, **_kw):
         calls.ensure.append(([str(r) for r in requirements], prompt_install, requester))
+        calls.skip_in_testing = skip_in_testing
         if declined:
             raise RuntimeError("User declined package installation")
 
@@ -63,7 +76,7 @@ def test_slicer_installer_is_found_even_when_not_imported_as_an_attribute(instal
     _packaging(monkeypatch, calls, declined=True)
     with pytest.raises(MRSynthError) as err:
         module.InstallLogic().ensureDependencies(confirm=True)
-    assert calls.ensure == [([PIN], True, "MRSynth")] and not calls.pip
+    assert calls.ensure == [([_req(PIN)], True, "MRSynth")] and not calls.pip
     assert str(err.value) == (f"installation of {PIN} did not complete (User declined package installation); "
                               "nothing was run")
     assert err.value.__suppress_context__  # no pip/dialog traceback chained to it
@@ -76,7 +89,7 @@ def test_slicer_pydeps_is_used_where_a_build_names_the_installer_so(install, mon
     _packaging(monkeypatch, calls, declined=False, name="slicer.pydeps")
     with pytest.raises(MRSynthError, match="still missing after installation"):  # the fake installs nothing
         module.InstallLogic().ensureDependencies(confirm=False)
-    assert calls.ensure == [([PIN], False, "MRSynth")] and not calls.pip
+    assert calls.ensure == [([_req(PIN)], False, "MRSynth")] and not calls.pip
 
 
 def test_fallback_pip_install_declined_failed_or_done(install, monkeypatch):
@@ -96,7 +109,7 @@ def test_fallback_pip_install_declined_failed_or_done(install, monkeypatch):
     with pytest.raises(MRSynthError, match="still missing after installation; restart Slicer"):
         logic.ensureDependencies(confirm=True)
     calls.installs = True
-    assert logic.ensureDependencies(confirm=True) is None and calls.pip[-1] == PIN and not missing
+    assert logic.ensureDependencies(confirm=True) is None and calls.pip[-1] == [PIN] and not missing
 
 
 def test_panel_reports_a_declined_install_as_one_line(monkeypatch, tmp_path, small_subject):
@@ -123,11 +136,65 @@ def test_panel_reports_a_declined_install_as_one_line(monkeypatch, tmp_path, sma
         close_widgets()
 
 
-def test_the_pin_is_the_tested_onnxruntime_everywhere_it_is_named():
+def test_requirements_are_compatible_ranges_that_admit_what_is_tested(monkeypatch):
+    """Resources/requirements.txt holds ranges (no exact pin: another extension's onnxruntime is kept when
+    it fits), each admitting the version the tests run with; the module installs exactly these lines."""
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement
+
+    monkeypatch.syspath_prepend(str(ROOT / "MRSynth"))
+    module = importlib.import_module("MRSynthSlicerLib.InstallLogic")
+    lines = module.requirements()
+    assert set(lines) == {"onnxruntime", "tqdm", "nibabel"}
+    for name, line in lines.items():
+        req = Requirement(line)
+        assert not any(s.operator in ("==", "===") for s in req.specifier), line
+        assert req.specifier.contains(version(name)), f"{line} excludes the tested {name} {version(name)}"
+    runtime = Requirement(lines["onnxruntime"]).specifier
+    assert not runtime.contains("1.18.1") and not runtime.contains("2.0.0")  # numpy 2 / next major
+
+
+def test_too_old_a_slicer_is_said_up_front(install, monkeypatch):
+    """Before any installation: one line naming the Slicer and Python found and what is needed."""
+    module, calls, _ = install
+    _packaging(monkeypatch, calls, declined=False)
+    assert module.versionProblem((3, 12), (5, 10)) == "" and module.versionProblem((3, 11), None) == ""
+    line = module.versionProblem((3, 9), (5, 6))
+    assert line.startswith("MRSynth needs Slicer 5.10 or newer, whose Python is 3.11 or newer")
+    assert "this is Slicer 5.6, Python 3.9" in line
+    monkeypatch.setattr(module.slicer.app, "majorVersion", 5, raising=False)
+    monkeypatch.setattr(module.slicer.app, "minorVersion", 8, raising=False)
+    with pytest.raises(MRSynthError, match=r"needs Slicer 5\.10 or newer.*this is Slicer 5\.8"):
+        module.InstallLogic().ensureDependencies(confirm=True)
+    assert not calls.ensure and not calls.pip and not calls.confirm  # nothing was tried
+
+
+def test_onnxruntime_gpu_is_offered_where_an_nvidia_gpu_is(install, monkeypatch):
+    module, calls, _ = install
+    _packaging(monkeypatch, calls, declined=False)
+    monkeypatch.setattr(module, "_nvidiaDriver", lambda: True)
+    gpu = PIN.replace("onnxruntime", "onnxruntime-gpu")
+    calls.answer = True
+    with pytest.raises(MRSynthError, match="still missing"):  # the fake installs nothing
+        module.InstallLogic().ensureDependencies(confirm=True)
+    assert "NVIDIA GPU" in calls.confirm[-1] and calls.ensure[-1][0] == [_req(gpu)]
+    calls.answer = False  # declined: the CPU onnxruntime
+    with pytest.raises(MRSynthError, match="still missing"):
+        module.InstallLogic().ensureDependencies(confirm=True)
+    assert calls.ensure[-1][0] == [_req(PIN)]
+    asked = len(calls.confirm)
+    calls.testing = True  # testing mode: nothing asked, the CPU runtime, installed even there
+    with pytest.raises(MRSynthError, match="still missing"):
+        module.InstallLogic().ensureDependencies(confirm=True)
+    assert len(calls.confirm) == asked and calls.ensure[-1] == ([_req(PIN)], False, "MRSynth")
+    assert calls.skip_in_testing is False
+
+
+def test_the_tested_onnxruntime_is_named_where_the_readme_and_dev_requirements_say_so():
     import onnxruntime
 
-    text = (ROOT / "MRSynth" / "MRSynthSlicerLib" / "InstallLogic.py").read_text(encoding="utf-8")
-    assert PIN == f"onnxruntime=={onnxruntime.__version__}"  # what the tests here run with
-    assert f'"onnxruntime": "{PIN}"' in text
-    assert PIN in (ROOT / "requirements-dev.txt").read_text(encoding="utf-8")
-    assert PIN in (ROOT / "README.md").read_text(encoding="utf-8")
+    tested = f"onnxruntime=={onnxruntime.__version__}"
+    assert tested in (ROOT / "requirements-dev.txt").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert PIN in readme and onnxruntime.__version__ in readme

@@ -289,75 +289,23 @@ def test_an_engine_loaded_while_the_cache_is_cleared_is_not_kept(module, tiny_bu
     monkeypatch.setattr(registry, "load_backend", real)
 
 
-# --- the module's own ScriptedLoadableModuleTest, run on slicer-core; only SampleData's download is local ---
-def _fake_sample_data(folder):
-    """A SampleData stand-in that 'downloads' from a local folder and, like Slicer, checks each SHA256."""
-    import hashlib
-    import types
+# --- the module's own ScriptedLoadableModuleTest, on slicer-core, in Slicer's testing mode ---------------
+def test_module_self_test_passes_in_testing_mode(monkeypatch, tmp_path):
+    """MRSynthTest itself, as Slicer's build server runs it: testing mode (``testingEnabled()`` True), the
+    inference packages not installed yet, and ``pip_ensure`` skipping installs there unless told not to.
+    The sample brain comes from the files shipped in the module's Resources (``file://``, SHA256-checked,
+    no network); the full path runs: console API, labels, geometry, a synthetic FLAIR that follows the
+    acquired one, background process = in-process voxels, preview slice = full run's slice."""
+    pytest.importorskip("slicer")
+    from slicer_module_harness import load_module, run_self_test
 
-    import slicer
-    import slicer.util
-
-    from MRSynthLib.io import read_volume
-
-    sources = {}
-
-    class SampleDataLogic:
-        @staticmethod
-        def registerCustomSampleDataSource(category="Custom", sampleName=None, uris=None, fileNames=None,
-                                           nodeNames=None, customDownloader=None, thumbnailFileName=None,
-                                           loadFileTypes=None, loadFiles=None, loadFileProperties=None,
-                                           checksums=None, loadFileType=None):
-            """Slicer's parameter list (SampleData.py): an unknown keyword fails here as it does there."""
-            assert loadFileType is None, "loadFileType is deprecated: use loadFileTypes"
-            sources[sampleName] = dict(category=category, uris=uris, fileNames=fileNames, nodeNames=nodeNames,
-                                       checksums=checksums, loadFileTypes=loadFileTypes,
-                                       thumbnailFileName=thumbnailFileName)
-
-        def downloadSamples(self, name):
-            src = sources[name]
-            nodes = []
-            for file_name, node_name, checksum in zip(src["fileNames"], src["nodeNames"], src["checksums"],
-                                                      strict=True):
-                path = folder / file_name
-                algo, expected = checksum.split(":")
-                assert hashlib.new(algo.lower(), path.read_bytes()).hexdigest() == expected, f"checksum of {path}"
-                vol = read_volume(path)
-                node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", node_name)
-                node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(vol.affine_ras))
-                slicer.util.updateVolumeFromArray(node, vol.array)
-                nodes.append(node)
-            return nodes
-
-    return types.SimpleNamespace(SampleDataLogic=SampleDataLogic)
-
-
-def test_module_self_test_runs_on_the_registered_sample_brain(module, monkeypatch, tmp_path):
-    """MRSynthTest itself (console API, labels, geometry, background process = in-process voxels, preview
-    slice = full run's slice) on the
-    sample subject whose files `mrsynth demo` writes; their bytes must match the SHA256 registered."""
-    import unittest
-
-    from MRSynthLib.io import write_volume
-    from MRSynthLib.phantom import simulate_subject
-
-    mod, slicer = module
-    subject = simulate_subject(7, shape=(144, 176, 144), lesion=True)  # what run_demo writes
-    for c in ("T1", "T1Gd", "T2"):
-        write_volume(subject.volumes[c], tmp_path / f"sim_{c}_input.nii.gz")
-
-    class TestBase(unittest.TestCase):
-        def delayDisplay(self, message, msec=0):
-            pass
-
-    monkeypatch.setitem(sys.modules, "SampleData", _fake_sample_data(tmp_path))
-    monkeypatch.setitem(sys.modules, "MRSynth", mod)
-    monkeypatch.setattr(sys.modules["slicer.ScriptedLoadableModule"], "ScriptedLoadableModuleTest", TestBase)
-    monkeypatch.delitem(sys.modules, "MRSynthSlicerLib.SelfTest", raising=False)
-    from MRSynthSlicerLib.SelfTest import MRSynthTest
-
-    slicer.mrmlScene.Clear = lambda *a: None  # a fresh scene already; vtkMRMLScene.Clear needs an argument
-    result = unittest.TextTestRunner(stream=open(tmp_path / "log.txt", "w"), verbosity=0).run(MRSynthTest("runTest"))
+    mod, slicer, gui = load_module(monkeypatch, tmp_path, testing=True)
+    result = run_self_test(mod, monkeypatch, tmp_path / "SampleDataCache")
     assert result.wasSuccessful(), (result.errors + result.failures)[0][1][-1500:]
+    assert gui.installer.calls and gui.installer.calls[0]["skip_in_testing"] is False
+    assert gui.installer.calls[0]["prompt_install"] is False and gui.dialogs == []  # nobody to answer there
+    from MRSynthSlicerLib import SAMPLE_FILES
+
+    assert {p.name for p in (tmp_path / "SampleDataCache").iterdir()} == {f for f, _ in SAMPLE_FILES.values()}
     out = [n for n in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode") if n.GetAttribute("MRSynth.Synthetic")]
     assert len(out) == 4  # the console run, the background run, the uncalibrated run and the preview

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULE_DIR = ROOT / "MRSynth"
@@ -51,7 +48,8 @@ def test_engine_is_packaged_completely():
     assert data <= resources, f"engine data files not packaged: {data - resources}"
     assert "Resources/Models.json" in resources and (ROOT / "Resources" / "Models.json").exists()
     cmake = (MODULE_DIR / "CMakeLists.txt").read_text(encoding="utf-8")
-    assert "Resources/Models/*" in cmake and "SOURCE_DIR ${CMAKE_CURRENT_SOURCE_DIR}/.." in cmake
+    # the models shipped are read from the registry (test_extension_install.py checks which files)
+    assert "string(JSON" in cmake and "Resources/Models.json" in cmake and "SOURCE_DIR ${CMAKE_CURRENT_SOURCE_DIR}/.." in cmake
     for value in resources - {"${MRSYNTH_MODEL_FILES}"}:
         assert (ROOT / value).exists(), value
 
@@ -93,19 +91,3 @@ def test_engine_imports_stay_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, encoding="utf-8", cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
-
-
-@pytest.mark.slow
-def test_sample_data_checksums_match_the_simulated_subject(tmp_path):
-    """The registered SHA256s are those of the files the phantom writes (regenerate on purpose only)."""
-    from MRSynthLib.io import write_volume
-    from MRSynthLib.phantom import simulate_subject
-
-    text = (MODULE_DIR / "MRSynthSlicerLib" / "InstallLogic.py").read_text(encoding="utf-8")
-    registered = dict(re.findall(r'"(sim_\w+\.nii\.gz)",\s*"SHA256:([0-9a-f]{64})"', text))
-    assert len(registered) == 3
-    subject = simulate_subject(7, shape=(144, 176, 144), lesion=True)
-    for name, digest in registered.items():
-        contrast = name.split("_")[1]
-        path = write_volume(subject.volumes[contrast], tmp_path / name)
-        assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, name

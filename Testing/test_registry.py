@@ -148,3 +148,71 @@ def test_a_malformed_model_card_is_one_line_naming_it(problem, expect, tmp_path,
         load_backend(resolve_model(spec, roles=()), backend, "cpu")
     message = str(err.value)
     assert message.startswith(f"{spec}: ") and expect in message and "\n" not in message
+
+
+# --- a model is what its registry says it is (#12 item 5) ----------------------------------------------
+def _copy_of_default(tmp_path):
+    """The registry's default bundle (card and ONNX graphs) copied to a folder of its own."""
+    registry = load_registry()
+    entry = next(e for e in registry["models"] if e["id"] == registry["default"])
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    for name in [entry["card"]["name"], *(f["name"] for r, f in entry["files"].items() if r != "weights")]:
+        shutil.copy(resources_dir() / "Models" / name, folder / name)
+    return entry, folder / entry["card"]["name"]
+
+
+def test_a_registered_card_given_by_path_is_the_registered_model(tmp_path):
+    entry, card = _copy_of_default(tmp_path)
+    bundle = resolve_model(str(card))
+    assert bundle.id == entry["id"] and bundle.folder == card.parent
+
+
+@pytest.mark.parametrize("edit", ["card", "graph"])
+def test_an_edited_model_keeping_a_registered_id_is_refused(edit, tmp_path):
+    """Edited by hand — a card value, or an ONNX graph with the card's SHA256 updated to match — but still
+    claiming the registered id: refused with one line naming the card, never loaded and labelled as the
+    registered model (by path: the CLI's --model, the panel's Import)."""
+    from MRSynthLib.registry import sha256 as file_sha
+
+    entry, card_path = _copy_of_default(tmp_path)
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    if edit == "card":
+        card["mean_styles"][0][0] += 0.5
+    else:
+        graph = card_path.parent / card["files"]["generator"]["name"]
+        graph.write_bytes(graph.read_bytes() + b"\0")
+        card["files"]["generator"]["sha256"] = file_sha(graph)
+    card_path.write_text(json.dumps(card, indent=1), encoding="utf-8")
+    for spec in (card_path, card_path.parent / card["files"]["generator"]["name"], card_path.parent):
+        with pytest.raises(MRSynthError) as err:
+            resolve_model(str(spec))
+        message = str(err.value)
+        assert message.startswith(f"{card_path}: model card claims the registered id '{entry['id']}'")
+        assert "\n" not in message
+    card["id"] = "my-edited-model"  # the same files under an id of its own: a custom model, labelled so
+    card_path.write_text(json.dumps(card, indent=1), encoding="utf-8")
+    assert resolve_model(str(card_path)).id == "my-edited-model"
+
+
+def test_the_model_cache_is_in_the_platforms_cache_folder(monkeypatch, tmp_path):
+    """Windows: %LOCALAPPDATA%; macOS: ~/Library/Caches; elsewhere $XDG_CACHE_HOME or ~/.cache
+    (MRSYNTH_CACHE overrides all)."""
+    import sys
+
+    from MRSynthLib.registry import cache_dir
+
+    monkeypatch.delenv("MRSYNTH_CACHE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "local"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    expected = {"win32": tmp_path / "local" / "MRSynth" / "Cache" / "models",
+                "darwin": tmp_path / "home" / "Library" / "Caches" / "MRSynth" / "models",
+                "linux": tmp_path / "home" / ".cache" / "mrsynth" / "models"}
+    for platform, folder in expected.items():
+        monkeypatch.setattr(sys, "platform", platform)
+        assert cache_dir() == folder, platform
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "mrsynth" / "models"
+    monkeypatch.setenv("MRSYNTH_CACHE", str(tmp_path / "mine"))
+    assert cache_dir() == tmp_path / "mine" / "models"

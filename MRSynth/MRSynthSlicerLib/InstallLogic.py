@@ -1,8 +1,10 @@
-"""Install-side logic of the MRSynth module: dependencies, device check, model cache, sample data.
+"""Install-side logic of the MRSynth module: dependencies, Slicer version, device check, model cache.
 
-Kept out of ``MRSynth.py`` so the module file stays a thin Module/Widget/Logic/Test. Dependencies are
-installed only after the user agrees, with Slicer's own installer. Inside Slicer the module runs ONNX
-Runtime only; it never installs or imports torch.
+Kept out of ``MRSynth.py`` so the module file stays a thin Module/Widget/Logic/Test. Dependencies are the
+ranges of ``Resources/requirements.txt``, installed only after the user agrees, with Slicer's own
+installer; in testing mode (Slicer's build server, *Reload and Test*) they are installed without asking,
+because the self-test needs them. Inside Slicer the module runs ONNX Runtime only; it never installs or
+imports torch.
 """
 
 from __future__ import annotations
@@ -10,37 +12,53 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
-import os
+import inspect
 import shutil
+import sys
+from pathlib import Path
 
 import slicer
 
-# onnxruntime is pinned to the version the tests run with; an onnxruntime already present (for example
-# onnxruntime-gpu, which installs the same module) is used as it is.
-REQUIREMENTS = {"onnxruntime": "onnxruntime==1.31.1", "tqdm": "tqdm>=4.60", "nibabel": "nibabel>=5.0"}
-# Placeholder URL until the release assets are published; checksums are of the files `mrsynth demo` writes.
-SAMPLE_URL = "https://github.com/MRSynth/SlicerMRSynth/releases/download/sample-data-v1/"
-SAMPLE_FILES = {  # simulate_subject(7, shape=(144, 176, 144)), written by MRSynthLib.io.write_volume
-    "T1": ("sim_T1_input.nii.gz",
-           "SHA256:3af7cb7101f4100e77f2aef937bc94d224441a89ede9d99e07897d848fe19c09"),
-    "T1Gd": ("sim_T1Gd_input.nii.gz",
-           "SHA256:aa09c9d5678653d78ad360d1b64ebda18a7fb6a167b7b1be8c7c11aa53ab062a"),
-    "T2": ("sim_T2_input.nii.gz",
-           "SHA256:03a9d2e607b46e2c515ace63c81dcddf9a5508865b7866cf78b4444a4c80fcf1"),
-}
+REQUIREMENTS_FILE = Path(__file__).resolve().parent.parent / "Resources" / "requirements.txt"
+MIN_PYTHON = (3, 11)  # onnxruntime's current wheels and numpy 2
+MIN_SLICER = (5, 10)  # the first Slicer release whose Python is >= 3.11 (3.12)
+GPU_RUNTIME = "onnxruntime-gpu"  # same Python module as onnxruntime, with the CUDA provider
 
 
-def registerSampleData():
-    """Add "MRSynth sample brain" (a simulated subject: T1, T1Gd, T2) to the Sample Data module."""
-    import SampleData
+def requirements() -> dict[str, str]:
+    """Python module → requirement line of ``Resources/requirements.txt`` (comments and pip options skipped,
+    as Slicer's ``load_requirements`` does); the distribution names are the module names here."""
+    from packaging.requirements import Requirement
 
-    icons = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Resources", "Icons")
-    SampleData.SampleDataLogic.registerCustomSampleDataSource(
-        category="MRSynth", sampleName="MRSynth sample brain",
-        thumbnailFileName=os.path.join(icons, "MRSynth.png"),
-        uris=[SAMPLE_URL + f for f, _ in SAMPLE_FILES.values()], fileNames=[f for f, _ in SAMPLE_FILES.values()],
-        nodeNames=[f"MRSynthSample_{c}" for c in SAMPLE_FILES], checksums=[s for _, s in SAMPLE_FILES.values()],
-        loadFileTypes=["VolumeFile"] * len(SAMPLE_FILES))
+    out = {}
+    for line in REQUIREMENTS_FILE.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith(("#", "-")):
+            out[Requirement(line).name.replace("-", "_")] = line
+    return out
+
+
+def _slicerVersion() -> tuple[int, int] | None:
+    app = getattr(slicer, "app", None)
+    major, minor = getattr(app, "majorVersion", None), getattr(app, "minorVersion", None)
+    return (int(major), int(minor)) if major is not None and minor is not None else None
+
+
+def versionProblem(python: tuple[int, int] | None = None, slicerVersion: tuple[int, int] | None = None) -> str:
+    """One line when this Slicer is too old for MRSynth's dependencies, else "" (defaults: this Slicer)."""
+    python = tuple(python or sys.version_info[:2])
+    slicerVersion = slicerVersion or _slicerVersion()
+    if python >= MIN_PYTHON and (slicerVersion is None or tuple(slicerVersion) >= MIN_SLICER):
+        return ""
+    this = f"Slicer {slicerVersion[0]}.{slicerVersion[1]}, " if slicerVersion else ""
+    return (f"MRSynth needs Slicer {MIN_SLICER[0]}.{MIN_SLICER[1]} or newer, whose Python is "
+            f"{MIN_PYTHON[0]}.{MIN_PYTHON[1]} or newer (onnxruntime needs it); this is {this}Python "
+            f"{python[0]}.{python[1]}. Install a current Slicer from https://download.slicer.org")
+
+
+def _testingEnabled() -> bool:
+    app = getattr(slicer, "app", None)
+    return bool(app is not None and hasattr(app, "testingEnabled") and app.testingEnabled())
 
 
 def _slicerPackaging():
@@ -86,29 +104,54 @@ class InstallLogic:
     # --- dependencies ----------------------------------------------------------------------------
     @staticmethod
     def missingDependencies() -> list[str]:
-        return [req for module, req in REQUIREMENTS.items() if importlib.util.find_spec(module) is None]
+        """Requirement lines whose module cannot be imported (an onnxruntime already installed — e.g.
+        onnxruntime-gpu, same module — is used as it is)."""
+        return [req for module, req in requirements().items() if importlib.util.find_spec(module) is None]
+
+    @staticmethod
+    def _withGpuRuntime(missing: list[str], confirm: bool) -> list[str]:
+        """Offer onnxruntime-gpu (same range) instead of onnxruntime when an NVIDIA driver is present."""
+        runtime = requirements()["onnxruntime"]
+        if runtime not in missing or not confirm or not _nvidiaDriver():
+            return missing
+        if not slicer.util.confirmYesNoDisplay(
+                "This computer has an NVIDIA GPU. Install onnxruntime-gpu, which runs MRSynth on the GPU "
+                "(about 300 MB; needs the CUDA 12 and cuDNN 9 runtime libraries), instead of the CPU-only "
+                "onnxruntime (about 20 MB)?", windowTitle="MRSynth"):
+            return missing
+        gpu = GPU_RUNTIME + runtime.removeprefix("onnxruntime")
+        return [gpu if req == runtime else req for req in missing]
 
     def ensureDependencies(self, confirm: bool = True) -> None:
         """Install the missing inference dependencies with Slicer's own installer, after asking.
 
-        A declined install or a pip failure raises one-line ``MRSynthError`` (the panel shows it as a
-        line and a warning, the console as the error), never a pip traceback.
+        A Slicer too old for them, a declined install or a pip failure raises one-line ``MRSynthError``
+        (the panel shows it as a line and a warning, the console as the error), never a pip traceback.
+        In testing mode nothing is asked and the installer is told not to skip (its default there).
         """
         from MRSynthLib.errors import MRSynthError
 
         missing = self.missingDependencies()
         if not missing:
             return
+        problem = versionProblem()
+        if problem:
+            raise MRSynthError(problem)
+        confirm = confirm and not _testingEnabled()  # nobody answers dialogs on a build server
+        missing = self._withGpuRuntime(missing, confirm)
         names = ", ".join(missing)
         try:
             installer = _slicerPackaging()
             if installer is not None:
-                installer.pip_ensure(_requirements(missing), prompt_install=confirm, requester="MRSynth")
+                options = {"prompt_install": confirm, "requester": "MRSynth"}
+                if "skip_in_testing" in inspect.signature(installer.pip_ensure).parameters:
+                    options["skip_in_testing"] = False  # the self-test needs them: install in testing mode too
+                installer.pip_ensure(_requirements(missing), **options)
             else:
                 if confirm and not slicer.util.confirmOkCancelDisplay(
                         f"MRSynth needs {names} (CPU inference, about 20 MB). Install now?"):
                     raise MRSynthError(f"installation of {names} was declined; nothing was run")
-                slicer.util.pip_install(" ".join(missing))
+                slicer.util.pip_install(missing)  # a list: each item one argument (a range holds "<")
         except MRSynthError:
             raise
         except Exception as exc:  # noqa: BLE001 - pip, the dialog or a declined prompt: one line, no traceback
@@ -148,11 +191,16 @@ class InstallLogic:
 
     @staticmethod
     def availableModels() -> list[tuple[str, str]]:
+        """(model spec, label) for the model box: the default, each registered model (those neither shipped
+        nor in the cache are labelled for *Download*), then the imported cards."""
         from MRSynthLib.errors import MRSynthError
-        from MRSynthLib.registry import list_models
+        from MRSynthLib.registry import list_models, resources_dir
 
+        folders = (resources_dir() / "Models", InstallLogic.cacheFolder())
         try:
-            models = [(m["id"], f"{m['id']} (v{m.get('version', '?')})") for m in list_models()]
+            models = [(m["id"], f"{m['id']} (v{m.get('version', '?')}"
+                       + ("" if any((f / m["card"]["name"]).exists() for f in folders) else "; not installed: Download")
+                       + ")") for m in list_models()]
         except MRSynthError:
             models = []
         cached = sorted(InstallLogic.cacheFolder().glob("*.json")) if InstallLogic.cacheFolder().exists() else []
