@@ -39,7 +39,7 @@ def gmac_per_slice(recipe, n_contrasts: int = 5) -> float:
     import torch
     from torch import nn
 
-    from MRSynthLib.nets.cost import count_macs
+    from mrsynth_train.nets.cost import count_macs
 
     class Wrapper(nn.Module):
         def __init__(self) -> None:

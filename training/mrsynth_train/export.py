@@ -138,7 +138,7 @@ def _export_other(run: Path, out: Path, mid: str) -> dict:
 def export_run(run: Path, out: Path, model_id: str | None = None, version: str = "1.0.0") -> dict:
     """Write the bundle into ``out``: the card ``<id>.json`` and its files. Unified: ``<id>.onnx``,
     ``<id>-style.onnx``, ``<id>.pt``; one-hot recipes: ``<id>.onnx``; pairwise: ``<id>-<SRC>_to_<TGT>.onnx``."""
-    from MRSynthLib.nets.cost import count_macs  # noqa: PLC0415
+    from .nets.cost import count_macs  # noqa: PLC0415
 
     cfg_path = run / "config.json"
     if not cfg_path.exists():

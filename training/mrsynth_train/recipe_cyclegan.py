@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from torch import nn
 
 from MRSynthLib.contrasts import CONTRASTS
-from MRSynthLib.nets.resnet_generator import ResnetGenerator
 
 from . import losses
 from .config import TrainConfig
 from .data import Batch
+from .nets.resnet_generator import ResnetGenerator
 from .recipe_common import (
     HistoryPools,
     ImagePool,

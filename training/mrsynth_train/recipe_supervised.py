@@ -9,11 +9,10 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from MRSynthLib.nets.resnet_generator import ResnetGenerator
-
 from . import losses
 from .config import TrainConfig
 from .data import Batch
+from .nets.resnet_generator import ResnetGenerator
 from .recipe_common import (
     PairwiseOptions,
     PairwiseRecipe,
