@@ -14,7 +14,7 @@ from conftest import TINY_RECIPE_OPTIONS as TINY
 
 from mrsynth_train.config import TrainConfig, load_config
 from mrsynth_train.data import Augment, SliceSampler, SubjectArrays, simulated_subjects
-from mrsynth_train.trainer import build_recipe
+from mrsynth_train.recipes import build_recipe
 from MRSynthLib.contrasts import CONTRASTS
 
 CONFIGS = Path(__file__).resolve().parents[1] / "training" / "configs"

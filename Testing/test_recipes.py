@@ -22,7 +22,7 @@ from mrsynth_train.data import (
     mixture_weights,
     simulated_subjects,
 )
-from mrsynth_train.trainer import RECIPES, build_recipe
+from mrsynth_train.recipes import RECIPES, build_recipe
 from MRSynthLib.contrasts import CONTRASTS
 from MRSynthLib.errors import MRSynthError
 

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         run = out / name
         t = time.perf_counter()
         summary = train(cfg, run, progress=False)
-        from mrsynth_train.evaluate import load_run
+        from mrsynth_train.runs import load_run
 
         recipe, _ = load_run(run)
         rows = evaluate_run(run, subjects, out / "montages")

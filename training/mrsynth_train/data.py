@@ -202,7 +202,7 @@ class Batch:
     # the ranks pick the same pair and their gradient all-reduces stay in step.
     choice: float = 0.0
     shard_has: np.ndarray | None = None
-    shard_offset: int = 0  # under torchrun: this shard's first row in the global batch (see recipe_common.global_rows)
+    shard_offset: int = 0  # under torchrun: this shard's first row in the global batch (see recipes.common.global_rows)
     global_mask_area: np.ndarray | None = None  # under torchrun: brain pixels of every row of the global batch
 
     BATCH_LEVEL = ("choice", "shard_has", "shard_offset", "global_mask_area")

@@ -20,7 +20,7 @@ from torch import nn
 
 from MRSynthLib.contrasts import CONTRASTS
 
-from .recipe_common import PairwiseInference, direction_key, from_gan, to_gan
+from .recipes.common import PairwiseInference, direction_key, from_gan, to_gan
 
 OPSET = 17
 ONEHOT_RECIPES = ("collagan", "hypergan", "mist")

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 
-from .config import TrainConfig
 from .data import SliceSampler, simulate_set
+from .schema import TrainConfig
 
 logger = logging.getLogger("mrsynth_train")
 

@@ -173,7 +173,7 @@ def fold_engine(run: Path):
     """A fold run's network as the product runs it (torch, CPU, the run's intensity templates)."""
     from MRSynthLib.backends.torch_backend import TorchBackend  # noqa: PLC0415
 
-    from .export import load_run_model  # noqa: PLC0415
+    from .runs import load_run_model  # noqa: PLC0415
     from .templates import attach_templates  # noqa: PLC0415
 
     model, cfg = load_run_model(run)

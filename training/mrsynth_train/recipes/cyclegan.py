@@ -10,11 +10,11 @@ from torch import nn
 
 from MRSynthLib.contrasts import CONTRASTS
 
-from . import losses
-from .config import TrainConfig
-from .data import Batch
-from .nets.resnet_generator import ResnetGenerator
-from .recipe_common import (
+from .. import losses
+from ..data import Batch
+from ..nets.resnet_generator import ResnetGenerator
+from ..schema import TrainConfig
+from .common import (
     HistoryPools,
     ImagePool,
     PairwiseOptions,
