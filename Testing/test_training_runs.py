@@ -140,7 +140,7 @@ def _ball(path: Path, shape=(16, 16, 16)) -> None:
 
 
 def test_a_subject_with_mismatched_shapes_is_skipped_and_counted(tmp_path):
-    from mrsynth_train.data import load_root
+    from mrsynth_train.subjects import load_root
 
     for c in ("T1", "T2"):
         _ball(tmp_path / "good" / f"{c}.nii.gz")

@@ -5,7 +5,7 @@ Every subject and every task — by default each target from all other contrasts
 the same pipeline as the product (:func:`MRSynthLib.synthesis.synthesize`), so preprocessing, slicing and
 postprocessing are identical for every recipe. Writes a CSV, a Markdown table (mean ± sd per task and
 overall), PNG montages with relative absolute error maps, and a paired Wilcoxon test between two runs.
-Subjects are discovered as for training (``data.selected_units``: BIDS sessions apart, no derivatives).
+Subjects are discovered as for training (``subjects.selected_units``: BIDS sessions apart, no derivatives).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from MRSynthLib.montage import montage_png
 from MRSynthLib.preprocess import derive_mask, normalize
 from MRSynthLib.synthesis import synthesize
 
-from .data import read_subject_volumes, selected_units
 from .runs import load_run
+from .subjects import read_subject_volumes, selected_units
 
 METRICS = ("MAE", "PSNR", "SSIM")
 TASKS = ("3to1", "all-subsets")

@@ -27,9 +27,9 @@ from MRSynthLib.preprocess import derive_mask, normalize
 from MRSynthLib.volume import Volume
 
 from .baselines import fit_linear, histogram_match_all, predict_linear
-from .data import read_subject_volumes, selected_units
 from .evaluate import task_list
 from .sites import site_of
+from .subjects import read_subject_volumes, selected_units
 
 PROTOCOL = ("site-grouped cross-validation: each fold run trained on every real subject outside one site group "
             "(+ simulated subjects), scored on that site's subjects; every task a subject supports (each available "

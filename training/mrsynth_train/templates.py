@@ -19,8 +19,8 @@ from MRSynthLib.calibration import (
 from MRSynthLib.errors import MRSynthError
 from MRSynthLib.io import write_bytes_atomic
 
-from .data import SubjectArrays, load_root, simulated_subjects
 from .runs import run_config
+from .subjects import SubjectArrays, load_root, simulated_subjects
 
 FILENAME = "intensity_templates.json"
 METHOD = (f"{N_QUANTILES} quantiles inside the brain mask per contrast, geometric mean over the training "

@@ -16,11 +16,12 @@ from MRSynthLib.errors import MRSynthError
 
 from .checkpoint import atomic_torch_save, load_checkpoint, save_checkpoint, truncate_log
 from .config import check_config
-from .data import Augment, SliceSampler, load_root, mixture_weights, simulated_subjects
+from .data import Augment, SliceSampler, mixture_weights
 from .recipes import build_recipe
 from .runfolder import environment, git_state, tensorboard_writer, train_log
 from .schema import TrainConfig, to_dict
 from .simstream import refresh_simulated
+from .subjects import load_root, simulated_subjects
 from .templates import templates_record, write_templates
 
 logger = logging.getLogger("mrsynth_train")

@@ -20,7 +20,7 @@ from MRSynthLib.montage import montage_png, stack_png
 from MRSynthLib.preprocess import derive_mask, normalize
 from MRSynthLib.synthesis import synthesize
 
-from .data import find_subject_files
+from .subjects import find_subject_files
 
 
 def validate_subject(engine, folder: Path, png: Path | None = None) -> dict:
