@@ -63,6 +63,7 @@ model: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache  # the import contract in pyproject.toml (also a test)
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

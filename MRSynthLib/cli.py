@@ -241,9 +241,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo  # noqa: PLC0415
+    from .demo import DEMO_TARGET, run_demo  # noqa: PLC0415
 
-    report = run_demo(Path(args.out), backend=args.backend, device=args.device, quiet=args.quiet)
+    progress = None if args.quiet else _tqdm_progress(f"demo {DEMO_TARGET}")
+    report = run_demo(Path(args.out), backend=args.backend, device=args.device, progress=progress)
     print(json.dumps(report, indent=2))
     return 0
 

@@ -25,20 +25,16 @@ DEMO_INPUTS = ("T1", "T1Gd", "T2")
 DEMO_TARGET = "FLAIR"
 
 
-def run_demo(out: Path, seed: int = 7, backend: str = "onnx", device: str = "auto", quiet: bool = False,
+def run_demo(out: Path, seed: int = 7, backend: str = "onnx", device: str = "auto", progress=None,
              shape: tuple[int, int, int] = (144, 176, 144)) -> dict:
-    """Simulate → write inputs and truth → synthesize FLAIR → write synthetic, montage, metrics."""
+    """Simulate → write inputs and truth → synthesize FLAIR → write synthetic, montage, metrics.
+    ``progress(done, total, message) -> bool`` follows the mean-style synthesis (the CLI's bar)."""
     subject = simulate_subject(seed, shape=shape, lesion=True)  # first: a missing nilearn leaves no folder
     out.mkdir(parents=True, exist_ok=True)
     for name, vol in subject.volumes.items():
         tag = "truth" if name == DEMO_TARGET else ("input" if name in DEMO_INPUTS else "notused")
         write_volume(vol, out / f"sim_{name}_{tag}.nii.gz", overwrite=True)
     write_volume(subject.mask, out / "sim_brainmask.nii.gz", overwrite=True)
-    progress = None
-    if not quiet:
-        from .cli import _tqdm_progress  # noqa: PLC0415
-
-        progress = _tqdm_progress(f"demo {DEMO_TARGET}")
     inputs = {c: subject.volumes[c] for c in DEMO_INPUTS}
     reference = simulate_subject(seed + 1, shape=shape, lesion=True, contrasts=(DEMO_TARGET,)).volumes[DEMO_TARGET]
     write_volume(reference, out / f"other_subject_{DEMO_TARGET}_reference.nii.gz", overwrite=True)

@@ -13,7 +13,7 @@ from test_training import _tiny_cfg
 
 
 def test_cosine_decay_by_hand():
-    from mrsynth_train.recipe_common import cosine_decay
+    from mrsynth_train.recipes.common import cosine_decay
 
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     factor = cosine_decay(opt, 100, floor=0.05).lr_lambdas[0]
@@ -25,7 +25,7 @@ def test_cosine_decay_by_hand():
 
 def test_cosine_decay_matches_torch_cosine_annealing():
     """Same trajectory as the CosineAnnealingLR the shipped models were trained with."""
-    from mrsynth_train.recipe_common import cosine_decay
+    from mrsynth_train.recipes.common import cosine_decay
 
     p1, p2 = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
     o1, o2 = torch.optim.SGD([p1], lr=0.002), torch.optim.SGD([p2], lr=0.002)
@@ -65,7 +65,7 @@ def test_a_budget_stopped_run_has_annealed(recipe, tmp_path):
 def test_every_optimizer_of_every_recipe_has_a_schedule(recipe):
     """The equal-budget comparison is fair only if every recipe anneals: each optimizer has an LR scheduler
     (which the trainer moves to the budget's clock) whose rate falls to the end of its schedule."""
-    from mrsynth_train.trainer import build_recipe
+    from mrsynth_train.recipes import build_recipe
 
     over = {"recipe": recipe, "steps": 100}
     if recipe != "unified":
@@ -103,10 +103,10 @@ def test_the_budget_counts_across_resume(tmp_path):
 
 def test_saved_weights_are_byte_identical_whatever_the_file_name(tmp_path):
     """Same weights, same bytes (and SHA256), so a retrained model can be compared with the shipped one."""
-    from mrsynth_train.trainer import _atomic_torch_save
+    from mrsynth_train.checkpoint import atomic_torch_save
 
     state = torch.nn.Linear(3, 2).state_dict()
-    _atomic_torch_save(state, tmp_path / "a.pt")
-    _atomic_torch_save(state, tmp_path / "other-name.pt")
+    atomic_torch_save(state, tmp_path / "a.pt")
+    atomic_torch_save(state, tmp_path / "other-name.pt")
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "other-name.pt").read_bytes()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left

@@ -82,11 +82,11 @@ def test_a_25d_model_trains_exports_and_reads_its_neighbours(tmp_path, small_sub
 
 
 def test_only_the_unified_recipe_takes_context():
-    from mrsynth_train.trainer import build_recipe
+    from mrsynth_train.config import check_config
     from MRSynthLib.errors import MRSynthError
 
     cfg = _tiny_cfg(recipe="simple", options={"hidden": 8},
                     data={"real_weight": 0.0, "simulated": 1, "simulated_shape": [40, 48, 40], "patch": 32,
                           "context": 1})
-    with pytest.raises(MRSynthError, match="context"):
-        build_recipe(cfg)
+    with pytest.raises(MRSynthError, match="data.context"):
+        check_config(cfg)

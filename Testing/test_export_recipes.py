@@ -12,8 +12,9 @@ import torch
 from conftest import TINY_RECIPE_OPTIONS as TINY
 
 from mrsynth_train.config import TrainConfig, from_dict
-from mrsynth_train.evaluate import RecipeBackend, load_run
+from mrsynth_train.evaluate import RecipeBackend
 from mrsynth_train.export import export_run
+from mrsynth_train.runs import load_run
 from mrsynth_train.templates import attach_templates
 from mrsynth_train.trainer import train
 from MRSynthLib.contrasts import CONTRASTS

@@ -13,8 +13,9 @@ import torch
 from conftest import TINY_RECIPE_OPTIONS as TINY
 
 from mrsynth_train.config import TrainConfig, load_config
-from mrsynth_train.data import Augment, SliceSampler, SubjectArrays, simulated_subjects
-from mrsynth_train.trainer import build_recipe
+from mrsynth_train.data import Augment, SliceSampler
+from mrsynth_train.recipes import build_recipe
+from mrsynth_train.subjects import SubjectArrays, simulated_subjects
 from MRSynthLib.contrasts import CONTRASTS
 
 CONFIGS = Path(__file__).resolve().parents[1] / "training" / "configs"

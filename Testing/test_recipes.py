@@ -12,17 +12,15 @@ import torch
 from conftest import TINY_RECIPE_OPTIONS as TINY
 
 from mrsynth_train.config import DataConfig, TrainConfig
-from mrsynth_train.data import (
-    Augment,
-    SliceSampler,
+from mrsynth_train.data import Augment, SliceSampler, mixture_weights
+from mrsynth_train.recipes import RECIPES, build_recipe
+from mrsynth_train.subjects import (
     SubjectArrays,
     bids_contrast,
     find_subject_files,
     load_root,
-    mixture_weights,
     simulated_subjects,
 )
-from mrsynth_train.trainer import RECIPES, build_recipe
 from MRSynthLib.contrasts import CONTRASTS
 from MRSynthLib.errors import MRSynthError
 

@@ -40,7 +40,7 @@ def test_count_macs_hand_computed():
     import torch
     from torch import nn
 
-    from MRSynthLib.nets.cost import count_macs
+    from mrsynth_train.nets.cost import count_macs
 
     class Toy(nn.Module):
         def __init__(self) -> None:
@@ -59,7 +59,7 @@ def test_count_macs_hand_computed():
 def test_default_model_cost_recomputed_matches_its_card():
     """The card's GMAC and parameter count are recomputed from the shipped weights (the card is not
     stale; the counter itself is checked by hand above)."""
-    from MRSynthLib.nets.cost import count_macs
+    from mrsynth_train.nets.cost import count_macs
     from MRSynthLib.registry import load_backend
 
     bundle = resolve_model(None, roles=("weights",))

@@ -132,7 +132,8 @@ def test_two_process_gloo_run_matches_one_process(tmp_path):
 
 
 def test_style_reconstruction_option_trains_and_rejects_unknown_options(tmp_path):
-    from mrsynth_train.trainer import build_recipe, build_sampler
+    from mrsynth_train.recipes import build_recipe
+    from mrsynth_train.trainer import build_sampler
 
     cfg = _tiny_cfg(options={"style_recon": 1.0, "random_style_prob": 0.5})
     sampler, _ = build_sampler(cfg)

@@ -140,7 +140,7 @@ def _ball(path: Path, shape=(16, 16, 16)) -> None:
 
 
 def test_a_subject_with_mismatched_shapes_is_skipped_and_counted(tmp_path):
-    from mrsynth_train.data import load_root
+    from mrsynth_train.subjects import load_root
 
     for c in ("T1", "T2"):
         _ball(tmp_path / "good" / f"{c}.nii.gz")
@@ -179,6 +179,7 @@ def _yaml(tmp_path: Path, text: str) -> Path:
     ("recipe: cyclegan\nmodel:\n  ngf: 8\n", "config key 'model' is not used by recipe 'cyclegan'"),
     ("data:\n  axis: oblique\n", "config key 'data.axis' must be one of axial, coronal, sagittal"),
     ("amp: half\n", "config key 'amp' must be one of"),
+    ("recipe: simple\ndata:\n  context: 1\n", "config key 'data.context': 2.5D input is built into the unified"),
 ])
 def test_load_config_checks_the_recipe_before_any_data(tmp_path, text, message):
     """No data root exists here: the errors come from load_config itself."""
@@ -186,6 +187,18 @@ def test_load_config_checks_the_recipe_before_any_data(tmp_path, text, message):
 
     with pytest.raises(MRSynthError, match=message):
         load_config(_yaml(tmp_path, text))
+
+
+def test_the_trainer_checks_a_config_built_in_code_before_any_data(tmp_path):
+    """A TrainConfig made in code (not read by load_config) is checked first too: the 2.5D context of a
+    recipe that ignores it is refused before the (here missing) data root is read or the run folder made."""
+    from mrsynth_train.trainer import train
+
+    cfg = _tiny_cfg(recipe="simple", options={"hidden": 8},
+                    data={"real_root": str(tmp_path / "missing"), "real_weight": 1.0, "simulated": 0, "context": 1})
+    with pytest.raises(MRSynthError, match="config key 'data.context'"):
+        train(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
 
 
 def test_the_issue_cli_form_trains_without_a_subcommand(tmp_path, monkeypatch):
@@ -220,7 +233,7 @@ def test_missing_tensorboard_is_warned_once(tmp_path, monkeypatch, caplog):
 
 
 def test_fp16_is_refused_for_a_recipe_that_bypasses_the_scaler():
-    from mrsynth_train.checks import check_fp16
+    from mrsynth_train.config import check_fp16
 
     class Plain:  # a recipe doing its own backward/step (no fp16_ready)
         name = "plain"
@@ -252,7 +265,8 @@ def test_two_shards_compute_the_one_process_loss():
     import copy
 
     from mrsynth_train.distributed import DistInfo, shard
-    from mrsynth_train.trainer import build_recipe, build_sampler
+    from mrsynth_train.recipes import build_recipe
+    from mrsynth_train.trainer import build_sampler
 
     cfg = _tiny_cfg(options={"ref_style_prob": 0.5, "style_recon": 1.0, "random_style_prob": 0.5})
     batch = build_sampler(cfg)[0].sample(4)

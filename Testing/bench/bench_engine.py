@@ -40,9 +40,9 @@ def main() -> int:
     os.environ["OMP_NUM_THREADS"] = str(THREADS)
     import torch
 
+    from mrsynth_train.nets.cost import count_macs
+    from mrsynth_train.nets.resnet_generator import ResnetGenerator
     from MRSynthLib.io import read_volume
-    from MRSynthLib.nets.cost import count_macs
-    from MRSynthLib.nets.resnet_generator import ResnetGenerator
     from MRSynthLib.registry import load_backend, resolve_model
     from MRSynthLib.synthesis import brain_crop, pad_to_multiple, prepare, run_slices, style_code
 

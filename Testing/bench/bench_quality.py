@@ -39,7 +39,7 @@ def gmac_per_slice(recipe, n_contrasts: int = 5) -> float:
     import torch
     from torch import nn
 
-    from MRSynthLib.nets.cost import count_macs
+    from mrsynth_train.nets.cost import count_macs
 
     class Wrapper(nn.Module):
         def __init__(self) -> None:
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         run = out / name
         t = time.perf_counter()
         summary = train(cfg, run, progress=False)
-        from mrsynth_train.evaluate import load_run
+        from mrsynth_train.runs import load_run
 
         recipe, _ = load_run(run)
         rows = evaluate_run(run, subjects, out / "montages")

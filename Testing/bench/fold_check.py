@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mrsynth_train.export import load_run_model
+from mrsynth_train.runs import load_run_model
 from MRSynthLib.backends.torch_backend import TorchBackend
 from MRSynthLib.evaluation import evaluate_arrays, histogram_match
 from MRSynthLib.io import read_volume

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mrsynth_train.export import load_run_model
+from mrsynth_train.runs import load_run_model
 from MRSynthLib.backends.torch_backend import TorchBackend
 from MRSynthLib.phantom import simulate_subject
 from MRSynthLib.synthesis import synthesize

@@ -81,8 +81,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _site_subjects(cfg, config_dir: Path, sites: list[str]) -> list[str]:
     """The real subjects of ``sites`` under the config's data root; an unknown site is an error."""
-    from .data import subject_units  # noqa: PLC0415
     from .sites import group_by_site  # noqa: PLC0415
+    from .subjects import subject_units  # noqa: PLC0415
     from .trainer import resolve_root  # noqa: PLC0415
 
     root = resolve_root(cfg.data.real_root, config_dir)

@@ -1,120 +1,25 @@
-"""Typed, validated training configs: an unknown key or a wrong type is an error naming it."""
+"""Load a training config and check everything about it before any data is read: keys and types
+(``schema``), then the recipe's name, its ``options`` (unknown keys, types, values, contrast pairs), the
+slice axis, the 2.5D context, the amp mode and the ``model:`` section. A typo fails in a second, not
+after a minute of loading volumes. The schema's names are re-exported here for callers of the package."""
 
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from MRSynthLib.errors import MRSynthError
 
+from .recipes import recipe_class
+from .schema import DataConfig, ModelConfig, TrainConfig, from_dict, to_dict
 
-@dataclass
-class DataConfig:
-    real_root: str = "../shared/data/real"
-    real_include: list[str] = field(default_factory=list)
-    real_exclude: list[str] = field(default_factory=list)
-    simulated: int = 4
-    simulated_shape: list[int] = field(default_factory=lambda: [144, 176, 144])
-    simulated_seed: int = 1000
-    simulated_refresh: int = 0  # > 0: new simulated subjects every N steps (the simulator as an endless source)
-    real_weight: float = 0.5
-    patch: int = 128
-    paired: bool = True  # False: each contrast from a different subject/slice (Hyper-GAN's unpaired setting)
-    context: int = 0  # 2.5D: neighbouring slices on each side
-    axis: str = "axial"
-    augment: bool = True
-    flip: float = 0.5
-    gamma: float = 0.3
-    gamma_range: list[float] = field(default_factory=lambda: [0.8, 1.25])
-    scale: float = 0.0
-    bias: float = 0.0
-    bias_strength: float = 0.3
-    noise: float = 0.0
-    noise_std: float = 0.03
-    subject_gamma: float = 0.0  # whole sample, truth included (see data.Augment)
-    subject_gamma_range: list[float] = field(default_factory=lambda: [0.6, 1.8])
-    curve: float = 0.0  # per input channel: random monotone tone curve (SynthSR-style domain randomization)
-    curve_knots: int = 6
-    curve_concentration: float = 2.0
-    extra_roots: list[str] = field(default_factory=list)  # more subject folders / BIDS roots
-    extra_weights: list[float] = field(default_factory=list)
-
-
-@dataclass
-class ModelConfig:
-    ngf: int = 16
-    n_blocks: int = 6
-    style_dim: int = 8
-    pointwise: int = 32
-    input_mix: int = 0
-
-
-@dataclass
-class TrainConfig:
-    recipe: str = "unified"
-    seed: int = 0
-    steps: int = 1000
-    cpu_budget_s: float = 0.0  # CPU-time budget of this process, all threads (0 = none); immune to machine load
-    batch_size: int = 8
-    lr: float = 1e-3
-    style_reg: float = 0.05
-    checkpoint_every: int = 100
-    log_every: int = 10
-    threads: int = 2
-    device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun: cuda:<local rank>)
-    amp: str = "auto"  # autocast: auto (bf16 on GPU, off on CPU) | bf16 | fp16 (+ GradScaler) | off; "on" = bf16
-    # torch.use_deterministic_algorithms(True): bitwise-repeatable GPU runs, slower; an op without a deterministic
-    # kernel then raises. On CUDA, cuBLAS also needs CUBLAS_WORKSPACE_CONFIG=:4096:8 before its first use: the
-    # trainer sets it when unset, but under torchrun export it in the launching shell to be sure.
-    deterministic: bool = False
-    validate_on: list[str] = field(default_factory=list)
-    options: dict = field(default_factory=dict)  # recipe-specific, validated by the recipe's own dataclass
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-
-
-def _coerce(value, typ, where: str):
-    origin = typing.get_origin(typ)
-    if dataclasses.is_dataclass(typ):
-        if not isinstance(value, dict):
-            raise MRSynthError(f"config key '{where}' must be a mapping")
-        return from_dict(typ, value, where + ".")
-    if origin is list:
-        if not isinstance(value, list):
-            raise MRSynthError(f"config key '{where}' must be a list, got {type(value).__name__}")
-        (inner,) = typing.get_args(typ)
-        return [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin in (typing.Union, types.UnionType):
-        return value
-    if typ is dict or origin is dict:
-        if not isinstance(value, dict):
-            raise MRSynthError(f"config key '{where}' must be a mapping")
-        return value
-    if typ is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
-        raise MRSynthError(f"config key '{where}' must be {typ.__name__}, got {type(value).__name__} ({value!r})")
-    return value
-
-
-def from_dict(cls, data: dict, prefix: str = ""):
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    for key in data:
-        if key not in known:
-            raise MRSynthError(f"unknown config key '{prefix}{key}' (known: {', '.join(sorted(known))})")
-    return cls(**{k: _coerce(v, hints[k], prefix + k) for k, v in data.items()})
+__all__ = ["DataConfig", "ModelConfig", "TrainConfig", "check_config", "check_fp16", "from_dict", "load_config",
+           "to_dict"]
 
 
 def load_config(path: str | Path) -> TrainConfig:
-    """Read and check a YAML config: keys and types here, then the recipe's name, its ``options``, the
-    slice axis and the amp mode (``checks.check_config``), all before any data is read."""
+    """Read and check a YAML config (see the module's docstring), all before any data is read."""
     import yaml  # noqa: PLC0415
-
-    from .checks import check_config  # noqa: PLC0415
 
     p = Path(path)
     if not p.exists():
@@ -130,5 +35,34 @@ def load_config(path: str | Path) -> TrainConfig:
     return cfg
 
 
-def to_dict(cfg) -> dict:
-    return dataclasses.asdict(cfg)
+def check_fp16(cls, amp: str) -> None:
+    """fp16 needs every backward/step of the recipe to go through the GradScaler (``fp16_ready``)."""
+    if amp == "fp16" and not getattr(cls, "fp16_ready", False):
+        raise MRSynthError(f"config key 'amp': fp16 needs a gradient scaler in every update, which recipe "
+                           f"'{cls.name}' does not route its steps through yet; use amp: bf16 or off")
+
+
+def check_config(cfg: TrainConfig, has_model_section: bool = False) -> None:
+    """Every check that needs no data: recipe name and ``options``, ``data.axis``, ``data.context`` (2.5D:
+    only recipes that read the neighbours), ``amp`` (fp16 only for recipes routed through the scaler), and
+    a ``model:`` section only for recipes built from it (it would be silently ignored). The trainer runs it
+    first too, so a config built in code fails as early as one read from a file."""
+    from .data import AXES  # noqa: PLC0415
+    from .devices import AMP_MODES  # noqa: PLC0415
+    from .recipes.common import parse_options, parse_pairs  # noqa: PLC0415
+
+    cls = recipe_class(cfg.recipe)
+    options = parse_options(cls.Options, cfg) if hasattr(cls, "Options") else None
+    if options is not None and "pairs" in {f.name for f in dataclasses.fields(options)}:
+        parse_pairs(options.pairs)
+    if has_model_section and not getattr(cls, "uses_model_section", False):
+        raise MRSynthError(f"config key 'model' is not used by recipe '{cfg.recipe}' (its architecture is set "
+                           "in 'options'); remove the model section")
+    if cfg.data.axis not in AXES:
+        raise MRSynthError(f"config key 'data.axis' must be one of {', '.join(AXES)}, got '{cfg.data.axis}'")
+    if cfg.data.context and not getattr(cls, "reads_context", False):  # the neighbours would be ignored
+        raise MRSynthError(f"config key 'data.context': 2.5D input is built into the unified recipe only, not "
+                           f"'{cfg.recipe}' (set context: 0)")
+    if cfg.amp not in AMP_MODES:
+        raise MRSynthError(f"config key 'amp' must be one of {', '.join(AMP_MODES)}, got '{cfg.amp}'")
+    check_fp16(cls, cfg.amp)

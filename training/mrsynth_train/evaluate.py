@@ -5,7 +5,7 @@ Every subject and every task — by default each target from all other contrasts
 the same pipeline as the product (:func:`MRSynthLib.synthesis.synthesize`), so preprocessing, slicing and
 postprocessing are identical for every recipe. Writes a CSV, a Markdown table (mean ± sd per task and
 overall), PNG montages with relative absolute error maps, and a paired Wilcoxon test between two runs.
-Subjects are discovered as for training (``data.selected_units``: BIDS sessions apart, no derivatives).
+Subjects are discovered as for training (``subjects.selected_units``: BIDS sessions apart, no derivatives).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import json
 import logging
 import re
 from pathlib import Path
@@ -29,8 +28,8 @@ from MRSynthLib.montage import montage_png
 from MRSynthLib.preprocess import derive_mask, normalize
 from MRSynthLib.synthesis import synthesize
 
-from .config import TrainConfig, from_dict
-from .data import read_subject_volumes, selected_units
+from .runs import load_run
+from .subjects import read_subject_volumes, selected_units
 
 METRICS = ("MAE", "PSNR", "SSIM")
 TASKS = ("3to1", "all-subsets")
@@ -58,26 +57,6 @@ class RecipeBackend:
 
     def encode_style(self, images):
         raise MRSynthError("this recipe has no style encoder")
-
-
-def load_run(run: Path):
-    """Rebuild a run's recipe with its trained weights."""
-    import torch  # noqa: PLC0415
-
-    from .trainer import build_recipe  # noqa: PLC0415
-
-    cfg_path = run / "config.json"
-    if not cfg_path.exists():
-        raise MRSynthError("not a run folder (no config.json)", str(run))
-    cfg = from_dict(TrainConfig, json.loads(cfg_path.read_text(encoding="utf-8"))["config"])
-    recipe = build_recipe(cfg)
-    for name, module in recipe.modules().items():
-        weights = run / f"{name}.pt"
-        if not weights.exists():
-            raise MRSynthError(f"run has no trained weights '{weights.name}' (unfinished?)", str(run))
-        module.load_state_dict(torch.load(str(weights), map_location="cpu", weights_only=True))
-        module.eval()
-    return recipe, cfg
 
 
 def task_list(contrasts: list[str], mode: str = "3to1") -> list[tuple[tuple[str, ...], str]]:

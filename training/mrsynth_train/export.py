@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from MRSynthLib.contrasts import CONTRASTS
-from MRSynthLib.errors import MRSynthError
 from MRSynthLib.io import write_bytes_atomic
 from MRSynthLib.preprocess import PERCENTILE
 from MRSynthLib.registry import sha256
 
+from .runs import load_run, load_run_model, run_config, run_environment
 from .sites import subject_sources
 from .templates import read_templates
 
@@ -31,21 +31,6 @@ def unified_arch(cfg: dict) -> dict:
 def plane(axis: str) -> str:
     """The card's plane: the run's slice axis (``data.axis``), which the module should slice along."""
     return f"{axis} (any plane works; trained on {axis} slices)"
-
-
-def load_run_model(run: Path):
-    """Rebuild the unified model of a run folder from its resolved config and weights."""
-    import torch  # noqa: PLC0415
-
-    from MRSynthLib.nets.unified import UnifiedConfig, UnifiedModel  # noqa: PLC0415
-
-    cfg_path, weights = run / "config.json", run / "model.pt"
-    if not cfg_path.exists() or not weights.exists():
-        raise MRSynthError("not a finished run folder (config.json and model.pt needed)", str(run))
-    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))["config"]
-    model = UnifiedModel(UnifiedConfig(**unified_arch(cfg)))
-    model.load_state_dict(torch.load(str(weights), map_location="cpu", weights_only=True))
-    return model.eval(), cfg
 
 
 def export_onnx(model, gen_path: Path, style_path: Path) -> None:
@@ -69,7 +54,7 @@ def _card_common(run: Path, mid: str, version: str, cfg: dict) -> dict:
     summary = json.loads((run / "summary.json").read_text(encoding="utf-8")) if (run / "summary.json").exists() else {}
     validation = json.loads((run / "validation.json").read_text(encoding="utf-8")) if (run / "validation.json").exists() else None
     real = (summary.get("data") or {}).get("real") or []
-    env = _run_environment(run)
+    env = run_environment(run)
     subjects = subject_sources(real)
     licences = sorted({f"{s['site']}: {s['license']}" for s in subjects})
     return {
@@ -89,17 +74,11 @@ def _card_common(run: Path, mid: str, version: str, cfg: dict) -> dict:
     }
 
 
-def _run_environment(run: Path) -> dict:
-    path = run / "config.json"
-    return json.loads(path.read_text(encoding="utf-8")).get("environment", {}) if path.exists() else {}
-
-
 def _export_other(run: Path, out: Path, mid: str) -> dict:
     """One-hot and pairwise recipes: graphs + the card fields that describe them (no torch weights:
     their networks live in the training package, which the module does not ship)."""
     import dataclasses  # noqa: PLC0415
 
-    from .evaluate import load_run  # noqa: PLC0415
     from .export_graphs import (  # noqa: PLC0415
         export_onehot,
         export_pairwise,
@@ -138,12 +117,9 @@ def _export_other(run: Path, out: Path, mid: str) -> dict:
 def export_run(run: Path, out: Path, model_id: str | None = None, version: str = "1.0.0") -> dict:
     """Write the bundle into ``out``: the card ``<id>.json`` and its files. Unified: ``<id>.onnx``,
     ``<id>-style.onnx``, ``<id>.pt``; one-hot recipes: ``<id>.onnx``; pairwise: ``<id>-<SRC>_to_<TGT>.onnx``."""
-    from MRSynthLib.nets.cost import count_macs  # noqa: PLC0415
+    from .nets.cost import count_macs  # noqa: PLC0415
 
-    cfg_path = run / "config.json"
-    if not cfg_path.exists():
-        raise MRSynthError("not a run folder (no config.json)", str(run))
-    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))["config"]
+    cfg = run_config(run)
     mid = model_id or f"mrsynth-{cfg['recipe']}"
     out.mkdir(parents=True, exist_ok=True)
     if cfg["recipe"] != "unified":

@@ -20,7 +20,7 @@ from torch import nn
 
 from MRSynthLib.contrasts import CONTRASTS
 
-from .recipe_common import PairwiseInference, direction_key, from_gan, to_gan
+from .recipes.common import PairwiseInference, direction_key, from_gan, to_gan
 
 OPSET = 17
 ONEHOT_RECIPES = ("collagan", "hypergan", "mist")
@@ -95,7 +95,7 @@ def export_pairwise(module: PairwiseInference, folder: Path, model_id: str) -> d
 
 
 def onehot_macs(module: nn.Module, size: int = 256) -> int:
-    from MRSynthLib.nets.cost import count_macs  # noqa: PLC0415
+    from .nets.cost import count_macs  # noqa: PLC0415
 
     c = len(CONTRASTS)
     return count_macs(traceable(module), size, size,
@@ -104,7 +104,7 @@ def onehot_macs(module: nn.Module, size: int = 256) -> int:
 
 def pairwise_macs(module: PairwiseInference, size: int = 256) -> int:
     """MACs of one direction (the one a request runs)."""
-    from MRSynthLib.nets.cost import count_macs  # noqa: PLC0415
+    from .nets.cost import count_macs  # noqa: PLC0415
 
     src, tgt = pairwise_directions(module)[0]
     wrapped = UnitRangeTranslator(module.translators[direction_key(src, tgt)])

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 
-from .config import TrainConfig
-from .data import SliceSampler, simulate_set
+from .data import SliceSampler
+from .schema import TrainConfig
+from .subjects import simulate_set
 
 logger = logging.getLogger("mrsynth_train")
 

@@ -27,9 +27,9 @@ from MRSynthLib.preprocess import derive_mask, normalize
 from MRSynthLib.volume import Volume
 
 from .baselines import fit_linear, histogram_match_all, predict_linear
-from .data import read_subject_volumes, selected_units
 from .evaluate import task_list
 from .sites import site_of
+from .subjects import read_subject_volumes, selected_units
 
 PROTOCOL = ("site-grouped cross-validation: each fold run trained on every real subject outside one site group "
             "(+ simulated subjects), scored on that site's subjects; every task a subject supports (each available "
@@ -174,7 +174,7 @@ def fold_engine(run: Path):
     """A fold run's network as the product runs it (torch, CPU, the run's intensity templates)."""
     from MRSynthLib.backends.torch_backend import TorchBackend  # noqa: PLC0415
 
-    from .export import load_run_model  # noqa: PLC0415
+    from .runs import load_run_model  # noqa: PLC0415
     from .templates import attach_templates  # noqa: PLC0415
 
     model, cfg = load_run_model(run)

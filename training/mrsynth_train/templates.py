@@ -19,7 +19,8 @@ from MRSynthLib.calibration import (
 from MRSynthLib.errors import MRSynthError
 from MRSynthLib.io import write_bytes_atomic
 
-from .data import SubjectArrays, load_root, simulated_subjects
+from .runs import run_config
+from .subjects import SubjectArrays, load_root, simulated_subjects
 
 FILENAME = "intensity_templates.json"
 METHOD = (f"{N_QUANTILES} quantiles inside the brain mask per contrast, geometric mean over the training "
@@ -54,10 +55,7 @@ def templates_for_run(run: Path, data: Path) -> dict:
     """Rebuild a finished run's record from its resolved config: the real subjects under ``data`` that
     the run's include/exclude lists admit, else its simulated subjects (a run's extra roots are not
     re-read: the trainer's own record, written at the start of every run, includes them)."""
-    cfg_path = run / "config.json"
-    if not cfg_path.exists():
-        raise MRSynthError("not a run folder (no config.json)", str(run))
-    d = json.loads(cfg_path.read_text(encoding="utf-8"))["config"]["data"]
+    d = run_config(run)["data"]
     real = []
     if d.get("real_weight", 0) > 0:
         real, _ = load_root(data, d.get("real_include") or None, d.get("real_exclude") or None)

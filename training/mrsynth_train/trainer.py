@@ -14,39 +14,17 @@ import numpy as np
 
 from MRSynthLib.errors import MRSynthError
 
-from .checkpoint import atomic_torch_save as _atomic_torch_save
-from .checkpoint import load_checkpoint, save_checkpoint, truncate_log
-from .config import TrainConfig, to_dict
-from .data import Augment, SliceSampler, load_root, mixture_weights, simulated_subjects
+from .checkpoint import atomic_torch_save, load_checkpoint, save_checkpoint, truncate_log
+from .config import check_config
+from .data import Augment, SliceSampler, mixture_weights
+from .recipes import build_recipe
 from .runfolder import environment, git_state, tensorboard_writer, train_log
+from .schema import TrainConfig, to_dict
 from .simstream import refresh_simulated
+from .subjects import load_root, simulated_subjects
 from .templates import templates_record, write_templates
 
 logger = logging.getLogger("mrsynth_train")
-
-RECIPES = {
-    "unified": "recipe_unified:UnifiedRecipe",
-    "hypergan": "recipe_hypergan:HyperGANRecipe",
-    "collagan": "recipe_collagan:CollaGANRecipe",
-    "mist": "recipe_mist:MISTRecipe",
-    "cyclegan": "recipe_cyclegan:CycleGANRecipe",
-    "unit": "recipe_unit:UNITRecipe",
-    "supervised": "recipe_supervised:SupervisedRecipe",
-    "simple": "recipe_simple:SimpleRecipe",
-}
-
-
-def build_recipe(cfg: TrainConfig):
-    import importlib  # noqa: PLC0415
-
-    if cfg.recipe not in RECIPES:
-        raise MRSynthError(f"unknown recipe '{cfg.recipe}' (known: {', '.join(sorted(RECIPES))})")
-    if cfg.data.context and cfg.recipe != "unified":  # the others would silently ignore the neighbours
-        raise MRSynthError(f"data.context: 2.5D input is built into the unified recipe only, not '{cfg.recipe}' "
-                           "(set context: 0)")
-    module, cls = RECIPES[cfg.recipe].split(":")
-    return getattr(importlib.import_module(f"{__package__}.{module}"), cls)(cfg)
-
 
 def resolve_root(path: str, root_dir: Path | None) -> Path:
     """Absolute path of a data root: relative to the config file's folder when known, else to the cwd."""
@@ -163,8 +141,10 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, max_steps: int | No
           config_dir: Path | None = None, progress: bool = True) -> dict:
     """Train ``cfg`` into run folder ``out``; returns a summary (steps, wall time, last losses).
 
-    Under ``torchrun`` every rank runs this function; ``cfg.batch_size`` is the global batch.
+    Under ``torchrun`` every rank runs this function; ``cfg.batch_size`` is the global batch. The config
+    is checked first (``config.check_config``), before any device or data is touched.
     """
+    check_config(cfg)
     from . import distributed  # noqa: PLC0415
     from .devices import deterministic, resolve_device  # noqa: PLC0415
 
@@ -189,7 +169,6 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, max_steps: int | None, con
     from tqdm import tqdm  # noqa: PLC0415
 
     from . import distributed  # noqa: PLC0415
-    from .checks import check_fp16  # noqa: PLC0415
     from .devices import amp_mode, autocast, grad_scaler, release_device, use_device  # noqa: PLC0415
 
     amp = amp_mode(cfg.amp, device)
@@ -204,7 +183,6 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, max_steps: int | None, con
     preview = SliceSampler(sampler.subjects, None, patch=cfg.data.patch, seed=cfg.seed + 999,
                            augment=False, context=cfg.data.context, axis=cfg.data.axis).sample(4)
     recipe = build_recipe(cfg)
-    check_fp16(type(recipe), amp)
     scaler = grad_scaler(amp, device)
     if getattr(recipe, "fp16_ready", False):
         recipe.scaler = scaler
@@ -287,7 +265,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, max_steps: int | None, con
         summary["ranks_in_sync"] = distributed.weights_in_sync(recipe.modules().values(), dist)
     if dist.main:
         for name, module in recipe.modules().items():
-            _atomic_torch_save(module.state_dict(), out / f"{name}.pt")
+            atomic_torch_save(module.state_dict(), out / f"{name}.pt")
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         logger.info("finished at step %d: %s", step, json.dumps(losses))
     return summary

@@ -20,7 +20,7 @@ from MRSynthLib.montage import montage_png, stack_png
 from MRSynthLib.preprocess import derive_mask, normalize
 from MRSynthLib.synthesis import synthesize
 
-from .data import find_subject_files
+from .subjects import find_subject_files
 
 
 def validate_subject(engine, folder: Path, png: Path | None = None) -> dict:
@@ -71,7 +71,7 @@ def validate_subject(engine, folder: Path, png: Path | None = None) -> dict:
 def validate_run(run: Path, data: Path, subjects: list[str], out: Path | None = None) -> dict:
     from MRSynthLib.backends.torch_backend import TorchBackend  # noqa: PLC0415
 
-    from .export import load_run_model  # noqa: PLC0415
+    from .runs import load_run_model  # noqa: PLC0415
     from .templates import attach_templates  # noqa: PLC0415
 
     model, cfg = load_run_model(run)

@@ -1,7 +1,7 @@
 """Single-source networks of the pairwise baselines (Welander et al. 2018, "Generative adversarial
 networks for image-to-image translation on multi-contrast MR images — a comparison of CycleGAN and
 UNIT"): the two-layer "simple" model and UNIT's shared-latent encoders/decoders. CycleGAN and the
-supervised baseline use MRSynthLib.nets.resnet_generator.ResnetGenerator."""
+supervised baseline use nets.resnet_generator.ResnetGenerator."""
 
 from __future__ import annotations
 

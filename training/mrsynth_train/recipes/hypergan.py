@@ -17,11 +17,11 @@ from torch import nn
 from MRSynthLib.contrasts import CONTRASTS
 from MRSynthLib.errors import MRSynthError
 
-from . import losses
-from .config import TrainConfig
-from .data import Batch
-from .nets.hypergan import ContrastClassifier, HyperGANGenerator
-from .recipe_common import (
+from .. import losses
+from ..data import Batch
+from ..nets.hypergan import ContrastClassifier, HyperGANGenerator
+from ..schema import TrainConfig
+from .common import (
     N_CONTRASTS,
     HistoryPools,
     ImagePool,

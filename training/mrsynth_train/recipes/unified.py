@@ -8,9 +8,9 @@ import torch
 
 from MRSynthLib.nets.unified import UnifiedConfig, UnifiedModel, images_with_context
 
-from .config import TrainConfig, from_dict
-from .data import Batch
-from .recipe_common import cosine_decay, global_rows, optimize, to_tensors
+from ..data import Batch
+from ..schema import TrainConfig, from_dict
+from .common import cosine_decay, global_rows, optimize, to_tensors
 
 
 @dataclass
@@ -28,6 +28,7 @@ class UnifiedRecipe:
     name = "unified"
     Options = UnifiedOptions
     uses_model_section = True  # the only recipe built from the config's ``model:`` section
+    reads_context = True  # data.context > 0: 2.5D, the neighbouring slices are extra generator channels
     fp16_ready = True
     scaler = None  # the trainer's GradScaler (fp16), see ``optimize``
 

@@ -23,8 +23,8 @@ from torch import nn
 from MRSynthLib.contrasts import CONTRASTS, canonical
 from MRSynthLib.errors import MRSynthError
 
-from .config import TrainConfig, from_dict
-from .data import Batch
+from ..data import Batch
+from ..schema import TrainConfig, from_dict
 
 N_CONTRASTS = len(CONTRASTS)
 
@@ -37,7 +37,7 @@ def parse_options(cls, cfg: TrainConfig):
 
 def to_tensors(batch: Batch) -> dict[str, torch.Tensor]:
     """The per-sample arrays as tensors (batch-level fields stay on the batch: see ``shard_views``)."""
-    from .devices import to_device  # noqa: PLC0415
+    from ..devices import to_device  # noqa: PLC0415
 
     return {k: to_device(v) for k, v in vars(batch).items() if isinstance(v, np.ndarray) and k not in Batch.BATCH_LEVEL}
 
@@ -154,7 +154,8 @@ class HistoryPools:
                 pool.load_state_dict(state["pools"][name])
 
 
-def _parse_pairs(pairs: list[list[str]]) -> list[tuple[int, int]]:
+def parse_pairs(pairs: list[list[str]]) -> list[tuple[int, int]]:
+    """``options.pairs`` as (source, target) contrast indices; a pair must hold two different contrasts."""
     out = []
     for i, p in enumerate(pairs):
         if len(p) != 2:
@@ -220,7 +221,7 @@ class PairwiseRecipe:
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
         self.opt = parse_options(self.Options, cfg)
-        self.pairs = _parse_pairs(self.opt.pairs)
+        self.pairs = parse_pairs(self.opt.pairs)
         self.directions = [d for a, b in self.pairs for d in ((a, b), (b, a))]
 
     def translators(self) -> nn.ModuleDict:
@@ -276,14 +277,14 @@ def options_dict(opt) -> dict:
 
 def discriminator_loss(d: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """LSGAN discriminator loss, halved as in CycleGAN so D learns slower than G."""
-    from .losses import lsgan  # noqa: PLC0415
+    from ..losses import lsgan  # noqa: PLC0415
 
     return 0.5 * (lsgan(d(real), True) + lsgan(d(fake.detach()), False))
 
 
 def patch_discriminators(contrasts: set[int], ndf: int) -> nn.ModuleDict:
     """One 70×70 PatchGAN per contrast (Hyper-GAN, CycleGAN), keyed by contrast name."""
-    from .nets.common import PatchDiscriminator  # noqa: PLC0415
+    from ..nets.common import PatchDiscriminator  # noqa: PLC0415
 
     return nn.ModuleDict({CONTRASTS[c]: PatchDiscriminator(1, ndf) for c in sorted(contrasts)})
 

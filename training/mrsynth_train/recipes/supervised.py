@@ -9,12 +9,11 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from MRSynthLib.nets.resnet_generator import ResnetGenerator
-
-from . import losses
-from .config import TrainConfig
-from .data import Batch
-from .recipe_common import (
+from .. import losses
+from ..data import Batch
+from ..nets.resnet_generator import ResnetGenerator
+from ..schema import TrainConfig
+from .common import (
     PairwiseOptions,
     PairwiseRecipe,
     adam,

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import losses
-from .config import TrainConfig
-from .data import Batch
-from .nets.collagan import CollaGANGenerator
-from .nets.common import PatchDiscriminator
-from .recipe_common import (
+from .. import losses
+from ..data import Batch
+from ..nets.collagan import CollaGANGenerator
+from ..nets.common import PatchDiscriminator
+from ..schema import TrainConfig
+from .common import (
     N_CONTRASTS,
     OneHotGeneratorRecipe,
     adam,

@@ -13,11 +13,11 @@ from torch import nn
 
 from MRSynthLib.contrasts import CONTRASTS
 
-from . import losses
-from .config import TrainConfig
-from .data import Batch
-from .nets.pairwise import Translator, UNITPair
-from .recipe_common import (
+from .. import losses
+from ..data import Batch
+from ..nets.pairwise import Translator, UNITPair
+from ..schema import TrainConfig
+from .common import (
     PairwiseOptions,
     PairwiseRecipe,
     adam,

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import losses
-from .config import TrainConfig
-from .data import Batch
-from .nets.common import PatchDiscriminator
-from .nets.mist import MappingNetwork, MISTGenerator, MISTInference, Separator, StyleEncoder
-from .recipe_common import (
+from .. import losses
+from ..data import Batch
+from ..nets.common import PatchDiscriminator
+from ..nets.mist import MappingNetwork, MISTGenerator, MISTInference, Separator, StyleEncoder
+from ..schema import TrainConfig
+from .common import (
     N_CONTRASTS,
     adam,
     linear_decay,

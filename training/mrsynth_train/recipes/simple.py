@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from .nets.pairwise import SimpleNet
-from .recipe_common import default_pairs
-from .recipe_supervised import SupervisedRecipe
+from ..nets.pairwise import SimpleNet
+from .common import default_pairs
+from .supervised import SupervisedRecipe
 
 
 @dataclass
