@@ -21,14 +21,15 @@ Progress = Callable[[int, int, str], "bool | None"]
 
 
 def brain_crop(mask2d: np.ndarray, multiple: int = 4, margin: int = 4) -> tuple[slice, slice]:
-    """In-plane crop around the brain, padded to a multiple of 4 (two stride-2 levels)."""
+    """In-plane crop around the brain, grown to a multiple of 4 (two stride-2 levels) where the slice
+    allows it; always inside the slice."""
     rows, cols = np.where(mask2d)
     out = []
     for idx, size in ((rows, mask2d.shape[0]), (cols, mask2d.shape[1])):
         lo, hi = max(int(idx.min()) - margin, 0), min(int(idx.max()) + 1 + margin, size)
         extra = (-(hi - lo)) % multiple
         lo, hi = max(lo - extra // 2, 0), hi + (extra - extra // 2)
-        out.append(slice(lo, hi))
+        out.append(slice(lo, min(hi, size)))  # near the edge: a smaller crop, padded by pad_to_multiple
     return out[0], out[1]
 
 

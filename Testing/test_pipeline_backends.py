@@ -245,3 +245,14 @@ def test_shipped_default_model_onnx_and_torch_agree_to_1e4(small_subject, defaul
         b = synthesize(_inputs(small_subject), "FLAIR", engine=default_engines["torch"], calibrate=calibrate)
         assert a.array.std() > 0.05
         assert np.abs(a.array - b.array).max() < 1e-4, calibrate
+
+
+def test_a_brain_touching_the_edge_of_the_field_of_view_synthesizes(small_subject, engines):
+    """The in-plane crop is clamped to the slice: a brain cut by the field of view (here 2 voxels from
+    the edge) once failed with a broadcast error in the slice runner."""
+    vols = _inputs(small_subject)
+    from MRSynthLib.volume import Volume
+
+    cut = {c: Volume(np.ascontiguousarray(v.array[:, 10:, 8:]), v.spacing, v.origin, v.direction) for c, v in vols.items()}
+    out = synthesize(cut, "FLAIR", engine=engines["onnx"], calibrate=False)
+    assert out.array.shape == cut["T1"].array.shape and out.array.max() > 0
