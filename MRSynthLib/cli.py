@@ -28,7 +28,7 @@ def _raise_terminated(_signum: int, _frame: object) -> None:
 
 
 def _tqdm_progress(desc: str):
-    from tqdm import tqdm  # noqa: PLC0415
+    from tqdm import tqdm
 
     bar = tqdm(total=None, desc=desc, unit="slice", file=sys.stderr, dynamic_ncols=True)
 
@@ -44,8 +44,8 @@ def _tqdm_progress(desc: str):
 
 
 def _parse_inputs(items: list[str]) -> dict[str, str]:
-    from .checks import check_distinct_paths  # noqa: PLC0415
-    from .contrasts import canonical  # noqa: PLC0415
+    from .checks import check_distinct_paths
+    from .contrasts import canonical
 
     out: dict[str, str] = {}
     for item in items:
@@ -67,7 +67,7 @@ def _check_output(out: Path, force: bool, sources: list[str]):
 
     Returns the output's :func:`~MRSynthLib.io.file_stamp` (None: no file yet), so the final write can
     refuse an output another run wrote or replaced meanwhile."""
-    from .io import check_writable, data_file_candidates, file_stamp, written_files  # noqa: PLC0415
+    from .io import check_writable, data_file_candidates, file_stamp, written_files
 
     targets = {f.resolve() for f in written_files(out)}  # refuses an unsupported extension
     for p in sources:
@@ -88,7 +88,7 @@ def _check_output(out: Path, force: bool, sources: list[str]):
 
 def _check_options(args: argparse.Namespace, target: str) -> None:
     """Options that would be silently ignored (or do nothing) are refused, saying why."""
-    from .contrasts import canonical  # noqa: PLC0415
+    from .contrasts import canonical
 
     if args.style_ref and args.style_target:
         raise MRSynthError("give --style-ref or --style-target, not both: α walks towards one of them (the "
@@ -126,10 +126,10 @@ def _check_amp(args: argparse.Namespace, device: str | None = None) -> None:
 
 
 def cmd_synthesize(args: argparse.Namespace) -> int:
-    from .checks import check_pairwise_inputs  # noqa: PLC0415
-    from .contrasts import canonical  # noqa: PLC0415
-    from .io import read_volume, write_volume  # noqa: PLC0415
-    from .synthesis import check_request, synthesize  # noqa: PLC0415
+    from .checks import check_pairwise_inputs
+    from .contrasts import canonical
+    from .io import read_volume, write_volume
+    from .synthesis import check_request, synthesize
 
     paths = _parse_inputs(args.input or [])
     target = canonical(args.target)
@@ -140,8 +140,8 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     stamp = _check_output(out, args.force, [p for p in (*paths.values(), args.mask, args.style_ref) if p])
     alpha = _style_alpha(args)
     _check_amp(args)
-    from .backends import check_engine  # noqa: PLC0415
-    from .registry import backend_roles, load_backend, resolve_model  # noqa: PLC0415
+    from .backends import check_engine
+    from .registry import backend_roles, load_backend, resolve_model
 
     bundle = resolve_model(args.model, roles=backend_roles(args.backend))
     engine = load_backend(bundle, backend=args.backend, device=args.device, amp=args.amp)
@@ -166,7 +166,7 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     # an output absent at the start may not be overwritten, one present only in the version seen then
     write_volume(result, out, overwrite=stamp is not None, replaces=stamp)
     if target == "T1Gd":
-        from .contrasts import GADOLINIUM_NOTE  # noqa: PLC0415
+        from .contrasts import GADOLINIUM_NOTE
 
         print(f"mrsynth: {GADOLINIUM_NOTE}", file=sys.stderr)
     print(str(out))
@@ -180,7 +180,7 @@ GRID_TOL = 1e-3
 def grid_mismatch(vol, truth, tol: float = GRID_TOL) -> str | None:
     """What differs between two voxel grids (shape, spacing, origin, direction), or None: voxel-wise
     metrics between volumes on different grids compare different points of the head."""
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     if vol.array.shape != truth.array.shape:
         return f"grid {vol.array.shape} differs from the truth's {truth.array.shape}"
@@ -194,10 +194,10 @@ def grid_mismatch(vol, truth, tol: float = GRID_TOL) -> str | None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Metrics as strict JSON: an infinite PSNR (identical volumes) is printed as null."""
-    import math  # noqa: PLC0415
+    import math
 
-    from .evaluation import evaluate_arrays  # noqa: PLC0415
-    from .io import read_volume  # noqa: PLC0415
+    from .evaluation import evaluate_arrays
+    from .io import read_volume
 
     pred, truth = read_volume(args.pred), read_volume(args.truth)
     problem = grid_mismatch(pred, truth)
@@ -217,10 +217,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .registry import cache_dir, list_models, load_registry  # noqa: PLC0415
+    from .registry import cache_dir, list_models, load_registry
 
     if args.download:
-        from .download import download_model  # noqa: PLC0415
+        from .download import download_model
 
         def show(done: int, total: int, name: str) -> None:
             print(f"\r{name}: {done / 1e6:.1f}" + (f" / {total / 1e6:.1f}" if total else "") + " MB",
@@ -241,7 +241,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import DEMO_TARGET, run_demo  # noqa: PLC0415
+    from .demo import DEMO_TARGET, run_demo
 
     progress = None if args.quiet else _tqdm_progress(f"demo {DEMO_TARGET}")
     report = run_demo(Path(args.out), backend=args.backend, device=args.device, progress=progress)

@@ -35,8 +35,8 @@ def registry_entry(model_id: str) -> dict:
 def _fetch(url: str, dest: Path, expected_sha256: str, timeout: float,
            progress: DownloadProgress | None) -> None:
     """Stream ``url`` into ``dest``, hashing as it goes; refuse (and delete) on a SHA256 mismatch."""
-    import urllib.error  # noqa: PLC0415
-    import urllib.request  # noqa: PLC0415
+    import urllib.error
+    import urllib.request
 
     h, done = hashlib.sha256(), 0
     try:

@@ -27,7 +27,7 @@ SSIM_WINDOW = 2 * int(3.5 * SSIM_SIGMA + 0.5) + 1  # 11: scikit-image's Gaussian
 def evaluate_arrays(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray | None = None,
                     mutual_information: bool = False) -> dict[str, float]:
     """Metrics of ``pred`` against ``truth`` (same grid) under the project's protocol."""
-    from skimage.metrics import (  # noqa: PLC0415
+    from skimage.metrics import (
         normalized_mutual_information,
         peak_signal_noise_ratio,
         structural_similarity,
@@ -73,7 +73,7 @@ def mask_box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
 
 def histogram_match(source: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Baseline: map ``source``'s intensity histogram inside the mask onto ``reference``'s."""
-    from skimage.exposure import match_histograms  # noqa: PLC0415
+    from skimage.exposure import match_histograms
 
     out = np.zeros_like(source, dtype=np.float32)
     out[mask] = match_histograms(source[mask].astype(np.float64), reference[mask].astype(np.float64))

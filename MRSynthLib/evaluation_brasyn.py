@@ -31,7 +31,7 @@ def brasyn_normalize(volume: np.ndarray) -> np.ndarray:
 def brasyn_metrics(pred: np.ndarray, truth: np.ndarray, brain: np.ndarray | None = None,
                    tumour: np.ndarray | None = None) -> dict[str, float]:
     """SSIM (whole volume; tumour and healthy brain when a label is given) and whole-volume PSNR."""
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity  # noqa: PLC0415
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
     p, t = brasyn_normalize(pred), brasyn_normalize(truth)
     mse = float(np.mean((p - t) ** 2))

@@ -28,7 +28,7 @@ _DATA_SUFFIXES = (".raw", ".zraw", ".raw.gz")
 
 
 def _sitk():
-    import SimpleITK as sitk  # noqa: PLC0415 - heavy, imported on use
+    import SimpleITK as sitk  # heavy, imported on use
 
     return sitk
 
@@ -124,7 +124,7 @@ def read_volume(path: str | os.PathLike, check_content: bool = True) -> Volume:
 def _read_nifti(p: Path):
     """NIfTI: geometry from ITK's header reader (Slicer-consistent), voxels from nibabel, which
     reports truncation and keeps NaN (ITK zero-fills a short file and turns NaN into 0)."""
-    import nibabel as nib  # noqa: PLC0415
+    import nibabel as nib
 
     sitk = _sitk()
     reader = sitk.ImageFileReader()

@@ -24,7 +24,7 @@ def _error_rgb(err: np.ndarray, vmax: float = 0.3) -> np.ndarray:
 def montage_png(panels: list[tuple[str, np.ndarray]], path: str | Path, error: np.ndarray | None = None,
                 error_vmax: float = 0.3) -> Path:
     """Write a one-row montage of normalized [0, 1] slices, optionally with an error-map panel."""
-    from PIL import Image, ImageDraw  # noqa: PLC0415
+    from PIL import Image, ImageDraw
 
     tiles = [(title, np.repeat(_to_uint8(img)[..., None], 3, axis=-1)) for title, img in panels]
     if error is not None:
@@ -45,7 +45,7 @@ def montage_png(panels: list[tuple[str, np.ndarray]], path: str | Path, error: n
 
 def stack_png(rows: list[Path], path: str | Path) -> Path:
     """Stack several montage PNGs vertically into one figure."""
-    from PIL import Image  # noqa: PLC0415
+    from PIL import Image
 
     images = [Image.open(p).convert("RGB") for p in rows]
     w = max(i.width for i in images)

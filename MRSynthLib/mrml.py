@@ -34,7 +34,7 @@ def node_label(node) -> str:
 
 def ijk_to_world(node) -> np.ndarray:
     """4×4 IJK→RAS of ``node`` in world coordinates (linear parent transforms included)."""
-    import vtk  # noqa: PLC0415
+    import vtk
 
     m = vtk.vtkMatrix4x4()
     node.GetIJKToRASMatrix(m)
@@ -51,7 +51,7 @@ def ijk_to_world(node) -> np.ndarray:
 
 def volume_from_node(node, role: str = "input", check: bool = True) -> Volume:
     """Copy a scalar volume node into a :class:`Volume` (the node's voxels are never modified)."""
-    import slicer.util  # noqa: PLC0415
+    import slicer.util
 
     if node is None:
         raise MRSynthError(f"no volume selected for {role}")
@@ -102,7 +102,7 @@ def array_on_grid(result: Volume, like: Volume) -> np.ndarray:
 def _place_in_study(scene, node, like) -> None:
     """Put ``node`` in the subject-hierarchy folder (study) of ``like``; silently skip without one."""
     try:
-        import slicer  # noqa: PLC0415
+        import slicer
 
         sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
         if sh is None:
@@ -125,7 +125,7 @@ def subject_name(node) -> str | None:
     if node.GetScene() is None:
         return None
     try:
-        import slicer  # noqa: PLC0415
+        import slicer
 
         sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(node.GetScene())
         patient = slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMLevelPatient()
@@ -163,8 +163,8 @@ def write_output_node(result: Volume, first, output=None, scene=None, name: str 
     neither ``first`` nor any of ``protected`` (role → node: the other inputs, reference, mask), checked
     here too because a background run's result arrives long after the request was checked.
     """
-    import slicer.util  # noqa: PLC0415
-    import vtk  # noqa: PLC0415
+    import slicer.util
+    import vtk
 
     check_output(output, {**(protected or {}), "first input": first})
     scene = scene or first.GetScene()
@@ -213,7 +213,7 @@ def takes_preview_slices(node, first, target: str) -> bool:
         return False
     if node.GetImageData().GetDimensions() != first.GetImageData().GetDimensions():
         return False
-    import vtk  # noqa: PLC0415
+    import vtk
 
     a, b = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
     node.GetIJKToRASMatrix(a)
@@ -290,10 +290,10 @@ def job_parameters(inputs: dict, target: str, workdir, reference=None, mask=None
     process sees the nodes' geometry; the result is mapped back onto the first node's grid by
     :func:`write_output_node`.
     """
-    from pathlib import Path  # noqa: PLC0415
+    from pathlib import Path
 
-    from .io import write_volume  # noqa: PLC0415
-    from .process import SynthesisParameters  # noqa: PLC0415
+    from .io import write_volume
+    from .process import SynthesisParameters
 
     named, tgt = check_nodes(inputs, target, output_node, reference, mask)
     work = Path(workdir)

@@ -69,9 +69,9 @@ class PhantomSubject:
 @lru_cache(maxsize=1)
 def _anatomy() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """GM, WM, brain mask ([k, j, i] arrays) and the template's IJK→RAS affine."""
-    import importlib.resources as res  # noqa: PLC0415
+    import importlib.resources as res
 
-    import nibabel as nib  # noqa: PLC0415
+    import nibabel as nib
 
     try:
         folder = res.files("nilearn.datasets") / "data"

@@ -59,7 +59,7 @@ def normalize(array: np.ndarray, mask: np.ndarray, scale: float | None = None, n
 
 def n4_correct(array: np.ndarray, mask: np.ndarray, shrink: int = 4, iterations: int = 30) -> np.ndarray:
     """N4 bias-field correction (SimpleITK) fitted on a shrunk copy, applied at full resolution."""
-    import SimpleITK as sitk  # noqa: PLC0415
+    import SimpleITK as sitk
 
     image = sitk.GetImageFromArray(np.clip(array, 0, None).astype(np.float32))
     mask_img = sitk.GetImageFromArray(mask.astype(np.uint8))

@@ -214,7 +214,7 @@ class SynthesisProcess:
         if self._status.state != "finished" or self.params is None:
             raise MRSynthError(f"no result: the synthesis {self._status.state}"
                                + (f" ({self._status.error})" if self._status.error else ""))
-        from .io import read_volume  # noqa: PLC0415
+        from .io import read_volume
 
         volume = read_volume(self.params.output, check_content=False)
         volume.metadata.update(read_labels(self.params.output))
@@ -223,7 +223,7 @@ class SynthesisProcess:
 
 def read_labels(path: str | os.PathLike) -> dict[str, str]:
     """The ``MRSynth.*`` keys the CLI wrote into the file header (NRRD keeps them; NIfTI does not)."""
-    import SimpleITK as sitk  # noqa: PLC0415
+    import SimpleITK as sitk
 
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))

@@ -27,7 +27,7 @@ def resources_dir() -> Path:
     for candidate in (here.parent / "Resources", here / "Resources"):
         if (candidate / "Models.json").exists():
             return candidate
-    import importlib.util  # noqa: PLC0415 - installed copy (pip install .): the data package mrsynth_resources
+    import importlib.util  # installed copy (pip install .): the data package mrsynth_resources
 
     spec = importlib.util.find_spec("mrsynth_resources")
     for location in (spec.submodule_search_locations or []) if spec else []:
@@ -196,7 +196,7 @@ def _with_card_settings(engine, bundle: ModelBundle):
     """Attach the card's intensity templates (``MRSynthLib.calibration``; None for older cards) and its
     2.5D context (``arch.context``: neighbouring slices per side the generator expects; 0 for older cards)."""
     engine.context = int(bundle.card.get("arch", {}).get("context", 0))
-    from .calibration import parse_calibrate_targets, parse_templates  # noqa: PLC0415
+    from .calibration import parse_calibrate_targets, parse_templates
 
     raw = bundle.card.get("intensity_templates") or {}
     try:
@@ -213,14 +213,14 @@ def load_backend(bundle: ModelBundle, backend: str = "onnx", device: str = "auto
     The card's ``interface`` says what the ONNX graphs expect: ``unified`` (style code + style encoder),
     ``onehot`` (a multi-input generator steered by a one-hot target: CollaGAN, Hyper-GAN, MIST) or
     ``pairwise`` (one single-source graph per direction: CycleGAN, UNIT, supervised, simple)."""
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     interface = bundle.card.get("interface", "unified")
     if interface not in INTERFACES:
         raise MRSynthError(f"unknown model interface '{interface}' (known: {', '.join(INTERFACES)})",
                            bundle.card_name)
     if backend == "onnx":
-        from .backends.onnx_backend import OnnxBackend, PairwiseOnnxBackend  # noqa: PLC0415
+        from .backends.onnx_backend import OnnxBackend, PairwiseOnnxBackend
 
         bundle.require("mean_styles")
         try:
@@ -238,7 +238,7 @@ def load_backend(bundle: ModelBundle, backend: str = "onnx", device: str = "auto
         raise MRSynthError(f"model '{bundle.id}' ({bundle.card.get('recipe')}) is exported for onnxruntime only; "
                            "use --backend onnx")
     if backend == "torch":
-        from .backends.torch_backend import TorchBackend  # noqa: PLC0415
+        from .backends.torch_backend import TorchBackend
 
         bundle.require("arch")
         _check(bundle.file("weights"), bundle.card["files"]["weights"]["sha256"])

@@ -21,7 +21,7 @@ def overlap_fraction(a: Volume, b: Volume) -> float:
 
 def rigid_register(fixed: Volume, moving: Volume, iterations: int = 100):
     """Rigid (Euler 3D) registration by Mattes mutual information; returns a SimpleITK transform."""
-    import SimpleITK as sitk  # noqa: PLC0415
+    import SimpleITK as sitk
 
     f = sitk.Cast(volume_to_sitk(fixed), sitk.sitkFloat32)
     m = sitk.Cast(volume_to_sitk(moving), sitk.sitkFloat32)
@@ -48,7 +48,7 @@ def resample_with_coverage(reference: Volume, moving: Volume, transform=None,
         return moving, None
     if overlap_fraction(reference, moving) < 0.05:
         raise MRSynthError("does not overlap the first input (fields of view are disjoint)", name)
-    import SimpleITK as sitk  # noqa: PLC0415
+    import SimpleITK as sitk
 
     tx = transform if transform is not None else sitk.Transform()
     out = sitk.Resample(sitk.Cast(volume_to_sitk(moving), sitk.sitkFloat32), volume_to_sitk(reference),

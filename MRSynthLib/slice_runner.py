@@ -65,7 +65,7 @@ class SliceRunner:
     def run(self, indices: list[int], style: np.ndarray, batch_size: int = 8,
             progress: Progress | None = None) -> np.ndarray:
         """(len(indices), h, w) output on ``self.crop`` for slices ``indices`` (each must hold brain)."""
-        from .nets.unified import images_with_context  # noqa: PLC0415 (numpy-only helper; no torch import)
+        from .nets.unified import images_with_context  # numpy-only helper; no torch import
 
         if self.crop is None:
             raise MRSynthError("the brain mask is empty; nothing to synthesize")

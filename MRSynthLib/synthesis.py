@@ -173,7 +173,7 @@ def synthesize(inputs: dict[str, Volume], target: str, model: str | None = None,
     ``style_alpha`` defaults to 1 with a style reference or ``second_target`` (else 0): a reference
     given without α should be used, not silently ignored.
     """
-    from .registry import backend_roles, load_backend, resolve_model  # noqa: PLC0415
+    from .registry import backend_roles, load_backend, resolve_model
 
     named, tgt = check_request(inputs, target)
     orientation.plane_axis(plane)

@@ -66,7 +66,7 @@ class SessionFactory:
     """Makes onnxruntime sessions for one device request; ``device`` is where they really run."""
 
     def __init__(self, device: str, threads: int | None) -> None:
-        import onnxruntime as ort  # noqa: PLC0415
+        import onnxruntime as ort
 
         self._ort = ort
         self.requested = device

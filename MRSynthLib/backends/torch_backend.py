@@ -11,7 +11,7 @@ from ..errors import MRSynthError
 
 def load_state_dict(path: Path) -> dict:
     """Load weights only: ``weights_only=True`` refuses pickled code objects."""
-    import torch  # noqa: PLC0415
+    import torch
 
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
@@ -27,10 +27,10 @@ class TorchBackend:
     def __init__(self, weights_path: Path | None, arch: dict, device: str = "auto", amp: bool = False,
                  model=None) -> None:
         try:
-            import torch  # noqa: PLC0415
+            import torch
         except ImportError:
             raise MRSynthError("the torch backend needs PyTorch (pip install torch==2.13.0)") from None
-        from ..nets.unified import UnifiedConfig, UnifiedModel  # noqa: PLC0415
+        from ..nets.unified import UnifiedConfig, UnifiedModel
 
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise MRSynthError(f"CUDA was requested (--device {device}) but torch.cuda.is_available() is False; "

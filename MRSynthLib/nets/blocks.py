@@ -12,8 +12,8 @@ import functools
 @functools.cache
 def _define() -> dict:
     """Define the torch classes on first use, so importing this module never imports torch."""
-    import torch  # noqa: PLC0415
-    from torch import nn  # noqa: PLC0415
+    import torch
+    from torch import nn
 
     class AdaIN(nn.Module):
         """Instance norm without affine, then a per-channel scale and shift predicted from a style code."""

@@ -44,10 +44,10 @@ class UnifiedConfig:
 @functools.cache
 def _define() -> dict:
     """Define the torch classes on first use, so importing this module never imports torch."""
-    import torch  # noqa: PLC0415
-    from torch import nn  # noqa: PLC0415
+    import torch
+    from torch import nn
 
-    from .blocks import ConvNormAct, StyledResBlock, StyledUp  # noqa: PLC0415
+    from .blocks import ConvNormAct, StyledResBlock, StyledUp
 
     class UnifiedGenerator(nn.Module):
         """(images N×C×H×W, available N×C, style N×S) → synthetic N×1×H×W; H, W multiples of 4."""
@@ -151,10 +151,10 @@ def images_with_context(centre, neighbours=None):
     n, c, m, h, w = neighbours.shape
     flat = neighbours.reshape(n, c * m, h, w)
     if hasattr(centre, "detach"):  # torch
-        import torch  # noqa: PLC0415
+        import torch
 
         return torch.cat([centre, flat], dim=1)
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     return np.concatenate([centre, flat], axis=1)
 

@@ -18,9 +18,9 @@ from .data import SliceSampler
 def atomic_torch_save(obj, path: Path) -> None:
     """Saved through memory: torch names the zip's records after the file it writes, so saving to a temp
     file would make the same weights differ byte for byte from run to run (and so their SHA256)."""
-    import io  # noqa: PLC0415
+    import io
 
-    import torch  # noqa: PLC0415
+    import torch
 
     buffer = io.BytesIO()
     torch.save(obj, buffer)
@@ -30,7 +30,7 @@ def atomic_torch_save(obj, path: Path) -> None:
 def save_checkpoint(path: Path, step: int, recipe, sampler: SliceSampler, wall: float, cpu: float = 0.0,
                     scaler=None) -> None:
     """``scaler``: the run's GradScaler; its state is ``{}`` when disabled (no fp16), but always present."""
-    import torch  # noqa: PLC0415
+    import torch
 
     state = {
         "step": step,
@@ -51,7 +51,7 @@ def save_checkpoint(path: Path, step: int, recipe, sampler: SliceSampler, wall: 
 
 def load_checkpoint(path: Path, recipe, sampler: SliceSampler, scaler=None) -> tuple[int, float, float]:
     """Restore everything ``save_checkpoint`` wrote; returns (step, wall seconds, CPU seconds)."""
-    import torch  # noqa: PLC0415
+    import torch
 
     state = torch.load(str(path), map_location="cpu", weights_only=True)
     for k, m in recipe.modules().items():

@@ -81,9 +81,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _site_subjects(cfg, config_dir: Path, sites: list[str]) -> list[str]:
     """The real subjects of ``sites`` under the config's data root; an unknown site is an error."""
-    from .sites import group_by_site  # noqa: PLC0415
-    from .subjects import subject_units  # noqa: PLC0415
-    from .trainer import resolve_root  # noqa: PLC0415
+    from .sites import group_by_site
+    from .subjects import subject_units
+    from .trainer import resolve_root
 
     root = resolve_root(cfg.data.real_root, config_dir)
     if not root.exists():
@@ -118,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "train":
-            from .config import load_config  # noqa: PLC0415
-            from .trainer import train  # noqa: PLC0415
+            from .config import load_config
+            from .trainer import train
 
             cfg = load_config(args.config)
             if args.data:
@@ -134,13 +134,13 @@ def main(argv: list[str] | None = None) -> int:
                             config_dir=Path(args.config).resolve().parent)
             print(json.dumps({"run": str(out), **summary}, indent=2))
         elif args.command == "export":
-            from .export import export_run  # noqa: PLC0415
+            from .export import export_run
 
             card = export_run(Path(args.run), Path(args.out), model_id=args.id, version=args.version)
             if args.register:
                 from .export import (
-                    beats,  # noqa: PLC0415
-                    register_bundle,  # noqa: PLC0415
+                    beats,
+                    register_bundle,
                 )
 
                 default, why = (True, "") if not args.default_if_better else beats(card.get("validation"),
@@ -151,19 +151,19 @@ def main(argv: list[str] | None = None) -> int:
                                                                   f", NOT the default: {why}"), file=sys.stderr)
             print(json.dumps({k: card[k] for k in ("id", "files")}, indent=2))
         elif args.command == "validate":
-            from .validate import validate_run  # noqa: PLC0415
+            from .validate import validate_run
 
             report = validate_run(Path(args.run), Path(args.data), args.subject,
                                   Path(args.out) if args.out else None)
             print(json.dumps(report, indent=2))
         elif args.command == "validate-loso":
-            from .validate import validate_loso  # noqa: PLC0415
+            from .validate import validate_loso
 
             folds = dict(_subject_run(f) for f in args.fold)
             report = validate_loso(Path(args.final_run), Path(args.data), folds)
             print(json.dumps({k: v for k, v in report.items() if k != "folds"}, indent=2))
         elif args.command == "validate-sites":
-            from .site_validation import run_site_validation  # noqa: PLC0415
+            from .site_validation import run_site_validation
 
             folds = dict(_pair(f, "--fold", "SITE=RUN") for f in args.fold)
             compare = dict(_pair(c, "--compare", "NAME=MODEL") for c in args.compare)
@@ -173,14 +173,14 @@ def main(argv: list[str] | None = None) -> int:
             print((Path(args.out) / "report.md").read_text(encoding="utf-8"))
             print(json.dumps(report["targets_check"], indent=1))
         elif args.command == "templates":
-            from .templates import templates_for_run, write_templates  # noqa: PLC0415
+            from .templates import templates_for_run, write_templates
 
             record = templates_for_run(Path(args.run), Path(args.data))
             path = write_templates(Path(args.run), record)
             print(json.dumps({"file": str(path), "subjects": record["subjects"],
                               "contrasts": sorted(record["contrasts"])}, indent=2))
         elif args.command == "evaluate":
-            from .evaluate import evaluate_run, load_subjects, run_labels, wilcoxon, write_report  # noqa: PLC0415
+            from .evaluate import evaluate_run, load_subjects, run_labels, wilcoxon, write_report
 
             subjects = load_subjects(Path(args.data), args.subject, args.simulated)
             out = Path(args.out)
@@ -207,7 +207,7 @@ TRAIN_DEPENDENCIES = (("torch", "torch"), ("yaml", "pyyaml"), ("onnx", "onnx"), 
 def launch() -> int:
     """``mrsynth-train`` entry point: one line naming the ``train`` extra instead of an ImportError
     traceback when ``pip install .`` left out the training dependencies; then the training CLI."""
-    import importlib.util  # noqa: PLC0415
+    import importlib.util
 
     def present(module: str) -> bool:
         try:

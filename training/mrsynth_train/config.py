@@ -19,7 +19,7 @@ __all__ = ["DataConfig", "ModelConfig", "TrainConfig", "check_config", "check_fp
 
 def load_config(path: str | Path) -> TrainConfig:
     """Read and check a YAML config (see the module's docstring), all before any data is read."""
-    import yaml  # noqa: PLC0415
+    import yaml
 
     p = Path(path)
     if not p.exists():
@@ -47,9 +47,9 @@ def check_config(cfg: TrainConfig, has_model_section: bool = False) -> None:
     only recipes that read the neighbours), ``amp`` (fp16 only for recipes routed through the scaler), and
     a ``model:`` section only for recipes built from it (it would be silently ignored). The trainer runs it
     first too, so a config built in code fails as early as one read from a file."""
-    from .data import AXES  # noqa: PLC0415
-    from .devices import AMP_MODES  # noqa: PLC0415
-    from .recipes.common import parse_options, parse_pairs  # noqa: PLC0415
+    from .data import AXES
+    from .devices import AMP_MODES
+    from .recipes.common import parse_options, parse_pairs
 
     cls = recipe_class(cfg.recipe)
     options = parse_options(cls.Options, cfg) if hasattr(cls, "Options") else None

@@ -252,7 +252,7 @@ class SliceSampler:
 
 def _resize(stack: np.ndarray, size: int, order: int) -> np.ndarray:
     """Zoom the last two axes of (n, q, q) to (n, size, size) (linear for images, nearest for masks)."""
-    from scipy.ndimage import zoom  # noqa: PLC0415
+    from scipy.ndimage import zoom
 
     q = stack.shape[-1]
     z = zoom(stack, (1, size / q, size / q), order=order, mode="nearest", grid_mode=True)

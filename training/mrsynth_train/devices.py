@@ -23,7 +23,7 @@ AMP_MODES = ("auto", "bf16", "fp16", "off", "on")  # on: bf16, the historical na
 
 def resolve_device(requested: str, local_rank: int = 0) -> str:
     """``auto`` → ``cuda:<local rank>`` when CUDA is available, else ``cpu``; ``cuda`` without CUDA is an error."""
-    import torch  # noqa: PLC0415
+    import torch
 
     if requested not in DEVICES and not requested.startswith("cuda:"):
         raise MRSynthError(f"config key 'device' must be auto, cpu, cuda or cuda:N, got '{requested}'")
@@ -37,7 +37,7 @@ def resolve_device(requested: str, local_rank: int = 0) -> str:
 
 def use_device(device: str) -> None:
     """Make ``device`` the default for new tensors (a no-op on CPU)."""
-    import torch  # noqa: PLC0415
+    import torch
 
     if device != "cpu":
         torch.cuda.set_device(device)
@@ -46,7 +46,7 @@ def use_device(device: str) -> None:
 
 def release_device(device: str) -> None:
     """Back to CPU as the default (after training: validation and export run on CPU)."""
-    import torch  # noqa: PLC0415
+    import torch
 
     if device != "cpu":
         torch.set_default_device(None)
@@ -63,7 +63,7 @@ def amp_mode(mode: str, device: str) -> str:
 
 def autocast(mode: str, device: str):
     """bfloat16 or float16 autocast on the training device, or nothing."""
-    import torch  # noqa: PLC0415
+    import torch
 
     if mode == "off":
         return nullcontext()
@@ -74,7 +74,7 @@ def autocast(mode: str, device: str):
 def grad_scaler(mode: str, device: str):
     """A GradScaler, enabled only for fp16 (its empty state is still checkpointed, so every checkpoint
     has the same keys and a resumed fp16 run continues with the scale it had reached)."""
-    import torch  # noqa: PLC0415
+    import torch
 
     return torch.amp.GradScaler(device.split(":")[0], enabled=mode == "fp16")
 
@@ -84,7 +84,7 @@ def deterministic(enabled: bool) -> Iterator[None]:
     """``torch.use_deterministic_algorithms(True)`` (and no cuDNN autotuning) while training, restored after.
     cuBLAS reads CUBLAS_WORKSPACE_CONFIG once, when CUDA first uses it: set here when unset, which works
     if training is the first CUDA work of the process (export it in the shell under torchrun)."""
-    import torch  # noqa: PLC0415
+    import torch
 
     if not enabled:
         yield
@@ -102,7 +102,7 @@ def deterministic(enabled: bool) -> Iterator[None]:
 
 def to_device(array):
     """numpy → tensor on the default device; pinned memory and a non-blocking copy on GPU."""
-    import torch  # noqa: PLC0415
+    import torch
 
     t = torch.from_numpy(array)
     device = torch.get_default_device()

@@ -34,8 +34,8 @@ def setup(device: str = "cpu") -> DistInfo:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
-    import torch  # noqa: PLC0415
-    import torch.distributed as dist  # noqa: PLC0415
+    import torch
+    import torch.distributed as dist
 
     backend = backend_for(device)
     if not dist.is_initialized():
@@ -50,7 +50,7 @@ def average_gradients(modules, info: DistInfo) -> None:
     """Broadcast rank 0's weights, then all-reduce (mean) each gradient as soon as it is accumulated."""
     if info.world <= 1:
         return
-    import torch.distributed as dist  # noqa: PLC0415
+    import torch.distributed as dist
 
     for module in modules:
         for tensor in list(module.parameters()) + list(module.buffers()):
@@ -61,7 +61,7 @@ def average_gradients(modules, info: DistInfo) -> None:
 
 
 def _make_hook(world: int):
-    import torch.distributed as dist  # noqa: PLC0415
+    import torch.distributed as dist
 
     def hook(param) -> None:
         dist.all_reduce(param.grad)
@@ -74,8 +74,8 @@ def mean_across_ranks(values: dict[str, float], info: DistInfo) -> dict[str, flo
     """Average logged losses over ranks so the log shows the global-batch loss."""
     if info.world <= 1:
         return values
-    import torch  # noqa: PLC0415
-    import torch.distributed as dist  # noqa: PLC0415
+    import torch
+    import torch.distributed as dist
 
     keys = sorted(values)
     t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
@@ -87,7 +87,7 @@ def shard(batch, info: DistInfo):
     """This rank's slice of a global batch (a dataclass of arrays with the batch first)."""
     if info.world <= 1:
         return batch
-    import dataclasses  # noqa: PLC0415
+    import dataclasses
 
     n = len(batch.target) // info.world
     sl = slice(info.rank * n, (info.rank + 1) * n)
@@ -108,8 +108,8 @@ def weights_in_sync(modules, info: DistInfo) -> bool:
     promises); checked once at the end of a run, so a silent divergence shows in summary.json."""
     if info.world <= 1:
         return True
-    import torch  # noqa: PLC0415
-    import torch.distributed as dist  # noqa: PLC0415
+    import torch
+    import torch.distributed as dist
 
     flat = torch.cat([t.detach().flatten().double() for m in modules for t in [*m.parameters(), *m.buffers()]])
     reference = flat.clone()
@@ -121,7 +121,7 @@ def weights_in_sync(modules, info: DistInfo) -> bool:
 
 def cleanup(info: DistInfo) -> None:
     if info.world > 1:
-        import torch.distributed as dist  # noqa: PLC0415
+        import torch.distributed as dist
 
         dist.barrier()
         dist.destroy_process_group()

@@ -49,7 +49,7 @@ class RecipeBackend:
         self.mean_styles = np.eye(len(CONTRASTS), dtype=np.float32)
 
     def generate(self, images, available, style):
-        import torch  # noqa: PLC0415
+        import torch
 
         with torch.no_grad():
             out = self.recipe.predict(torch.from_numpy(images), torch.from_numpy(available), self.target)
@@ -91,7 +91,7 @@ def evaluate_run(run: Path, subjects: dict[str, dict], montage_dir: Path | None 
                  calibrate: bool = True, label: str | None = None, tasks: str = "3to1") -> list[dict]:
     """Rows (run label, subject, task, metrics) for every task of every subject (see ``task_list``);
     outputs calibrated with the run's intensity templates when it has them (as the exported model is)."""
-    from .templates import attach_templates  # noqa: PLC0415
+    from .templates import attach_templates
 
     recipe, cfg = load_run(run)
     engine = attach_templates(RecipeBackend(recipe), run, calibrate)
@@ -145,7 +145,7 @@ def load_subjects(data: Path, names: list[str] | None = None, simulated: int = 0
     """Subjects under ``data`` found as for training (subject folders, BIDS subjects, each BIDS session
     apart, no ``derivatives/``; ``names`` match a unit or its subject) plus held-out simulated subjects.
     An unreadable subject is skipped with a warning."""
-    from MRSynthLib.phantom import simulate_subject  # noqa: PLC0415
+    from MRSynthLib.phantom import simulate_subject
 
     out: dict[str, dict] = {}
     units = selected_units(data, names or None)
@@ -193,7 +193,7 @@ def _task(row: dict) -> str:
 
 def wilcoxon(rows: list[dict], run_a: str, run_b: str, metric: str = "PSNR") -> dict:
     """Paired two-sided Wilcoxon signed-rank test over the (subject, target) tasks both runs completed."""
-    from scipy.stats import wilcoxon as _wilcoxon  # noqa: PLC0415
+    from scipy.stats import wilcoxon as _wilcoxon
 
     a = {(r["subject"], _task(r)): r[metric] for r in rows if r["run"] == run_a and "error" not in r}
     b = {(r["subject"], _task(r)): r[metric] for r in rows if r["run"] == run_b and "error" not in r}

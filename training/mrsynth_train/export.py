@@ -34,11 +34,11 @@ def plane(axis: str) -> str:
 
 
 def export_onnx(model, gen_path: Path, style_path: Path) -> None:
-    import torch  # noqa: PLC0415
+    import torch
 
     c, s = model.cfg.n_contrasts, model.cfg.style_dim
     images, avail, style = torch.rand(2, model.cfg.image_channels, 64, 64), torch.ones(2, c), torch.zeros(2, s)
-    from .export_graphs import quiet_export  # noqa: PLC0415
+    from .export_graphs import quiet_export
 
     with quiet_export():
         torch.onnx.export(model.generator, (images, avail, style), str(gen_path), dynamo=False, opset_version=OPSET,
@@ -77,9 +77,9 @@ def _card_common(run: Path, mid: str, version: str, cfg: dict) -> dict:
 def _export_other(run: Path, out: Path, mid: str) -> dict:
     """One-hot and pairwise recipes: graphs + the card fields that describe them (no torch weights:
     their networks live in the training package, which the module does not ship)."""
-    import dataclasses  # noqa: PLC0415
+    import dataclasses
 
-    from .export_graphs import (  # noqa: PLC0415
+    from .export_graphs import (
         export_onehot,
         export_pairwise,
         interface_of,
@@ -117,7 +117,7 @@ def _export_other(run: Path, out: Path, mid: str) -> dict:
 def export_run(run: Path, out: Path, model_id: str | None = None, version: str = "1.0.0") -> dict:
     """Write the bundle into ``out``: the card ``<id>.json`` and its files. Unified: ``<id>.onnx``,
     ``<id>-style.onnx``, ``<id>.pt``; one-hot recipes: ``<id>.onnx``; pairwise: ``<id>-<SRC>_to_<TGT>.onnx``."""
-    from .nets.cost import count_macs  # noqa: PLC0415
+    from .nets.cost import count_macs
 
     cfg = run_config(run)
     mid = model_id or f"mrsynth-{cfg['recipe']}"

@@ -95,7 +95,7 @@ def export_pairwise(module: PairwiseInference, folder: Path, model_id: str) -> d
 
 
 def onehot_macs(module: nn.Module, size: int = 256) -> int:
-    from .nets.cost import count_macs  # noqa: PLC0415
+    from .nets.cost import count_macs
 
     c = len(CONTRASTS)
     return count_macs(traceable(module), size, size,
@@ -104,7 +104,7 @@ def onehot_macs(module: nn.Module, size: int = 256) -> int:
 
 def pairwise_macs(module: PairwiseInference, size: int = 256) -> int:
     """MACs of one direction (the one a request runs)."""
-    from .nets.cost import count_macs  # noqa: PLC0415
+    from .nets.cost import count_macs
 
     src, tgt = pairwise_directions(module)[0]
     wrapped = UnitRangeTranslator(module.translators[direction_key(src, tgt)])

@@ -44,7 +44,7 @@ def _version(package: str) -> str | None:
 
 def environment(device: str, **extra) -> dict:
     """Python, library and accelerator versions (None where absent) plus ``extra`` run facts."""
-    import torch  # noqa: PLC0415
+    import torch
 
     cuda = device.startswith("cuda")
     return {"python": platform.python_version(), "torch": torch.__version__, "numpy": _version("numpy"),
@@ -75,7 +75,7 @@ def warn_once(key: str, message: str) -> None:
 def tensorboard_writer(folder: Path, purge_step: int | None):
     """A SummaryWriter, or None with a one-time warning when tensorboard is not installed."""
     try:
-        from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415
+        from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         warn_once("tensorboard", "tensorboard is not installed: no TensorBoard scalars or images (log.jsonl "
                   "has the losses); pip install 'mrsynth[train]' or tensorboard")

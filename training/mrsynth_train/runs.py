@@ -33,7 +33,7 @@ def run_environment(run: Path) -> dict:
 def load_run(run: Path):
     """(recipe, TrainConfig): the run's recipe rebuilt from its config, every network with its trained
     weights, in eval mode on the CPU."""
-    import torch  # noqa: PLC0415
+    import torch
 
     cfg = from_dict(TrainConfig, run_config(run))
     recipe = build_recipe(cfg)

@@ -54,7 +54,7 @@ def summarize(rows: list[dict], seen: dict[str, list[str]] | None = None) -> dic
     ``seen``: compared model → the real subjects it trained on. Its rows on them are no cross-site result
     for it, so it is also tested on the other subjects alone (``NAME@unseen``), which is what shipping
     decisions read (:func:`mrsynth_train.export.beats`)."""
-    from scipy.stats import wilcoxon  # noqa: PLC0415
+    from scipy.stats import wilcoxon
 
     methods = by_method(rows)
     decision = calibration_decision(methods)

@@ -107,9 +107,9 @@ def engine_predictions(engine, subject: Subject, inputs: tuple[str, ...], target
                        calibrations: dict[str, bool]) -> dict[str, np.ndarray]:
     """One generator pass through the product's pipeline, then each requested output mapping
     (name → calibrate on/off): the calibrated and uncalibrated outputs share the generator's work."""
-    from MRSynthLib.orientation import from_canonical  # noqa: PLC0415
-    from MRSynthLib.postprocess import output_mapping  # noqa: PLC0415
-    from MRSynthLib.synthesis import prepare, run_slices, style_code  # noqa: PLC0415
+    from MRSynthLib.orientation import from_canonical
+    from MRSynthLib.postprocess import output_mapping
+    from MRSynthLib.synthesis import prepare, run_slices, style_code
 
     named = {c: subject.volumes[c] for c in inputs}
     prepared = prepare(named)
@@ -128,7 +128,7 @@ def validate_sites(subjects: list[Subject], store: RowStore, fold_engines: dict[
     ``fold_engines``: site → engine of the run trained without that site (methods ``model`` and
     ``model-uncalibrated``); ``compare``: name → engine used as shipped (calibrated as its card says);
     ``only``: score just these methods (e.g. a second process adding the fold rows beside a running one)."""
-    from tqdm import tqdm  # noqa: PLC0415
+    from tqdm import tqdm
 
     jobs = [(s, inputs, target) for s in subjects for inputs, target in task_list(list(s.volumes), "all-subsets")]
     linear_fits: dict[tuple, np.ndarray | None] = {}
@@ -172,10 +172,10 @@ def validate_sites(subjects: list[Subject], store: RowStore, fold_engines: dict[
 
 def fold_engine(run: Path):
     """A fold run's network as the product runs it (torch, CPU, the run's intensity templates)."""
-    from MRSynthLib.backends.torch_backend import TorchBackend  # noqa: PLC0415
+    from MRSynthLib.backends.torch_backend import TorchBackend
 
-    from .runs import load_run_model  # noqa: PLC0415
-    from .templates import attach_templates  # noqa: PLC0415
+    from .runs import load_run_model
+    from .templates import attach_templates
 
     model, cfg = load_run_model(run)
     return attach_templates(TorchBackend(None, cfg["model"], device="cpu", model=model), run)
@@ -183,14 +183,14 @@ def fold_engine(run: Path):
 
 def trained_on(spec: str) -> list[str]:
     """The real subjects a registered model or card says it trained on (its card's training data)."""
-    from MRSynthLib.registry import resolve_model  # noqa: PLC0415
+    from MRSynthLib.registry import resolve_model
 
     return list(((resolve_model(spec).card.get("training") or {}).get("data") or {}).get("real") or [])
 
 
 def compare_engine(spec: str):
     """A registered model id or card path, loaded as the product loads it (ONNX Runtime, card settings)."""
-    from MRSynthLib.registry import load_backend, resolve_model  # noqa: PLC0415
+    from MRSynthLib.registry import load_backend, resolve_model
 
     return load_backend(resolve_model(spec), backend="onnx", device="cpu")
 
@@ -200,11 +200,11 @@ def run_site_validation(data: Path, out: Path, folds: dict[str, Path], compare: 
     """Score what is missing, write ``report.json`` and ``report.md`` into ``out``; with ``final``, the
     report also becomes the final run's ``validation.json`` (→ the model card) and the calibration decision
     goes into its intensity templates (``calibrate_targets``), which the engine honours."""
-    from MRSynthLib.errors import MRSynthError  # noqa: PLC0415
-    from MRSynthLib.io import write_bytes_atomic  # noqa: PLC0415
+    from MRSynthLib.errors import MRSynthError
+    from MRSynthLib.io import write_bytes_atomic
 
-    from .site_report import markdown, summarize  # noqa: PLC0415
-    from .templates import read_templates, write_templates  # noqa: PLC0415
+    from .site_report import markdown, summarize
+    from .templates import read_templates, write_templates
 
     subjects = load_subjects(data)
     known = {s.site for s in subjects}

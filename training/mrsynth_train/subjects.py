@@ -34,7 +34,7 @@ class SubjectArrays:
 
 def _from_volumes(name: str, volumes: dict[str, Volume], mask: np.ndarray | None = None) -> SubjectArrays:
     """Canonical, normalized arrays on the training grid (1 mm where the subject's voxels are not)."""
-    from .training_grid import to_training_grid  # noqa: PLC0415
+    from .training_grid import to_training_grid
 
     first = next(iter(volumes.values()))
     m = derive_mask([v.array for v in volumes.values()]) if mask is None else mask

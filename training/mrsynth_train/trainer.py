@@ -89,9 +89,9 @@ def _preview_grid(recipe, batch) -> np.ndarray:
     """Rows of (prediction | truth) for a fixed batch, for TensorBoard's image tab."""
 
     preds = []
-    from MRSynthLib.nets.unified import images_with_context  # noqa: PLC0415
+    from MRSynthLib.nets.unified import images_with_context
 
-    from .devices import to_device  # noqa: PLC0415
+    from .devices import to_device
 
     for i in range(len(batch.target)):
         around = batch.neighbours[i:i + 1] if batch.neighbours.shape[2] else None  # 2.5D (unified only)
@@ -107,11 +107,11 @@ def _preview_grid(recipe, batch) -> np.ndarray:
 def _budget_used(cpu0: float, budget: float, dist) -> float:
     """Fraction of the CPU-time budget (all threads) spent since ``cpu0``; rank 0's value on every rank,
     so all ranks stop at the same step and keep identical learning rates."""
-    import torch  # noqa: PLC0415
+    import torch
 
     used = torch.tensor([(time.process_time() - cpu0) / budget], dtype=torch.float64)
     if dist.world > 1:
-        import torch.distributed as tdist  # noqa: PLC0415
+        import torch.distributed as tdist
 
         tdist.broadcast(used, src=0)
     return float(used.item())
@@ -121,7 +121,7 @@ def _follow_budget(recipe, used: float, steps: int) -> None:
     """Move the recipe's LR schedules to the budget's clock when it runs ahead of the step count, so a run
     stopped by its CPU budget has annealed like a run that reached its last step (budget-aware schedules,
     Li et al., "Budgeted Training", ICLR 2020). Schedules are closed-form lambdas of the step index."""
-    import torch  # noqa: PLC0415
+    import torch
 
     position = int(min(used, 1.0) * steps)
     for obj in recipe.optimizers().values():
@@ -145,8 +145,8 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, max_steps: int | No
     is checked first (``config.check_config``), before any device or data is touched.
     """
     check_config(cfg)
-    from . import distributed  # noqa: PLC0415
-    from .devices import deterministic, resolve_device  # noqa: PLC0415
+    from . import distributed
+    from .devices import deterministic, resolve_device
 
     # the device first: it decides the process group's backend (gloo on CPU even where CUDA exists)
     device = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
@@ -165,11 +165,11 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, max_steps: int | No
 
 def _train(cfg: TrainConfig, out: Path, resume: bool, max_steps: int | None, config_dir: Path | None,
            progress: bool, dist, device: str) -> dict:
-    import torch  # noqa: PLC0415
-    from tqdm import tqdm  # noqa: PLC0415
+    import torch
+    from tqdm import tqdm
 
-    from . import distributed  # noqa: PLC0415
-    from .devices import amp_mode, autocast, grad_scaler, release_device, use_device  # noqa: PLC0415
+    from . import distributed
+    from .devices import amp_mode, autocast, grad_scaler, release_device, use_device
 
     amp = amp_mode(cfg.amp, device)
     use_device(device)

@@ -25,7 +25,7 @@ def to_training_grid(images: dict[str, np.ndarray], mask: np.ndarray, like: Volu
                      ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Canonical images and mask resampled to ``TARGET_MM`` along every axis that is off by more than
     ``TOLERANCE`` (linear for images, nearest for the mask); unchanged otherwise."""
-    from scipy.ndimage import zoom  # noqa: PLC0415
+    from scipy.ndimage import zoom
 
     spacing = np.asarray(canonical_spacing(like))
     if np.all(np.abs(spacing / TARGET_MM - 1.0) <= TOLERANCE):

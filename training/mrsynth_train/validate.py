@@ -69,10 +69,10 @@ def validate_subject(engine, folder: Path, png: Path | None = None) -> dict:
 
 
 def validate_run(run: Path, data: Path, subjects: list[str], out: Path | None = None) -> dict:
-    from MRSynthLib.backends.torch_backend import TorchBackend  # noqa: PLC0415
+    from MRSynthLib.backends.torch_backend import TorchBackend
 
-    from .runs import load_run_model  # noqa: PLC0415
-    from .templates import attach_templates  # noqa: PLC0415
+    from .runs import load_run_model
+    from .templates import attach_templates
 
     model, cfg = load_run_model(run)
     engine = attach_templates(TorchBackend(None, cfg["model"], device="cpu", model=model), run)

@@ -8,8 +8,8 @@ def count_macs(module, height: int, width: int, extra_inputs=None) -> int:
 
     For the unified generator the inputs are (images, available, style); for other networks pass
     ``extra_inputs`` as a callable building the inputs from (height, width)."""
-    import torch  # noqa: PLC0415
-    from torch import nn  # noqa: PLC0415
+    import torch
+    from torch import nn
 
     total = 0
 

@@ -12,7 +12,7 @@ import functools
 @functools.cache
 def _define() -> dict:
     """Define the torch classes on first use, so importing this module never imports torch."""
-    from torch import nn  # noqa: PLC0415
+    from torch import nn
 
     class _Res(nn.Module):
         def __init__(self, ch: int) -> None:

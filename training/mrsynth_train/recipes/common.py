@@ -37,7 +37,7 @@ def parse_options(cls, cfg: TrainConfig):
 
 def to_tensors(batch: Batch) -> dict[str, torch.Tensor]:
     """The per-sample arrays as tensors (batch-level fields stay on the batch: see ``shard_views``)."""
-    from ..devices import to_device  # noqa: PLC0415
+    from ..devices import to_device
 
     return {k: to_device(v) for k, v in vars(batch).items() if isinstance(v, np.ndarray) and k not in Batch.BATCH_LEVEL}
 
@@ -277,14 +277,14 @@ def options_dict(opt) -> dict:
 
 def discriminator_loss(d: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """LSGAN discriminator loss, halved as in CycleGAN so D learns slower than G."""
-    from ..losses import lsgan  # noqa: PLC0415
+    from ..losses import lsgan
 
     return 0.5 * (lsgan(d(real), True) + lsgan(d(fake.detach()), False))
 
 
 def patch_discriminators(contrasts: set[int], ndf: int) -> nn.ModuleDict:
     """One 70×70 PatchGAN per contrast (Hyper-GAN, CycleGAN), keyed by contrast name."""
-    from ..nets.common import PatchDiscriminator  # noqa: PLC0415
+    from ..nets.common import PatchDiscriminator
 
     return nn.ModuleDict({CONTRASTS[c]: PatchDiscriminator(1, ndf) for c in sorted(contrasts)})
 
