@@ -67,7 +67,7 @@ def summarize(rows: list[dict], seen: dict[str, list[str]] | None = None) -> dic
         rs = list(got.values())
         table[name] = {
             "overall": {m: _stats(rs, m) for m in METRICS},
-            "per_target": {t: {m: _stats([r for r in rs if r["target"] == t], m) for m in (*METRICS, "MAE_tumour")}
+            "per_target": {t: {m: _stats([r for r in rs if r["target"] == t], m) for m in (*METRICS, "MAE_tumour", "MAE_healthy")}
                            for t in targets},
             "per_fold": {s: {m: _stats([r for r in rs if r["site"] == s], m) for m in METRICS} for s in sites},
             "brasyn_3to1": {t: {m: _stats([r for r in rs if r["target"] == t and r.get("three_to_one")], m)
