@@ -284,6 +284,8 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ModelPane
         self.log(f"Done: '{out.GetName()}' (marked SYNTHETIC; ran on {out.GetAttribute('MRSynth.Device') or '?'}; "
                  f"intensity calibration: {out.GetAttribute('MRSynth.Calibration') or 'off'}; shown over the "
                  "views' background: their fade slider compares).")
+        for note in filter(None, (out.GetAttribute("MRSynth.Notes") or "").split(" | ")):
+            self.log(f"Note: {note}")  # e.g. the brain was extracted from a head, an input covers only part
 
     def stopRun(self, message: str) -> None:
         """Cancel the Apply in progress, if any: kills the process tree, nothing is written."""

@@ -96,6 +96,10 @@ def _check_options(args: argparse.Namespace, target: str) -> None:
     if args.style_target and canonical(args.style_target) == target:
         raise MRSynthError(f"--style-target {target} is the target itself: α would walk from its mean style to "
                            "the same style; choose another contrast")
+    if args.mask and args.skull_strip is not None:
+        flag = "--skull-strip" if args.skull_strip else "--no-skull-strip"
+        raise MRSynthError(f"give --mask or {flag}, not both: a given brain mask is used as it is (no skull "
+                           "stripping either way)")
     if args.batch_size < 1:
         raise MRSynthError(f"--batch-size must be at least 1, got {args.batch_size}")
 
@@ -158,7 +162,8 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     result = synthesize(inputs, target, mask=mask, style_reference=ref, style_alpha=alpha,
                         second_target=args.style_target, register=args.register, n4=args.n4, plane=args.plane,
                         batch_size=args.batch_size, progress=progress, engine=engine,
-                        match_histogram=args.match_histogram, calibrate=not args.no_calibrate)
+                        match_histogram=args.match_histogram, calibrate=not args.no_calibrate,
+                        skull_strip="auto" if args.skull_strip is None else args.skull_strip)
     result.metadata["MRSynth.Model"] = bundle.id
     result.metadata["descrip"] = f"SYNTHETIC {target} by MRSynth ({bundle.id}) - not an acquired image"
     for note in filter(None, result.metadata.get("MRSynth.Notes", "").split(" | ")):
@@ -259,7 +264,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default=None, help="registry id or path to a model card / ONNX file")
     s.add_argument("--backend", choices=("onnx", "torch"), default="onnx")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    s.add_argument("--mask", default=None, help="brain mask (default: derived from the inputs)")
+    s.add_argument("--mask", default=None, help="brain mask (default: derived from the inputs; inputs with a skull "
+                   "and scalp get their brain extracted)")
+    strip = s.add_mutually_exclusive_group()
+    strip.add_argument("--no-skull-strip", dest="skull_strip", action="store_false", default=None,
+                       help="never extract the brain, even from inputs that look unstripped")
+    strip.add_argument("--skull-strip", dest="skull_strip", action="store_true", default=None,
+                       help="always extract the brain, even from inputs that look skull-stripped")
     s.add_argument("--style-ref", default=None, help="reference volume whose protocol look to borrow")
     s.add_argument("--style-target", default=None, help="second contrast: α walks between two mean styles")
     s.add_argument("--style-alpha", type=float, default=None,

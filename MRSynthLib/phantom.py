@@ -67,7 +67,7 @@ class PhantomSubject:
 
 
 @lru_cache(maxsize=1)
-def _anatomy() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def mni_anatomy() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """GM, WM, brain mask ([k, j, i] arrays) and the template's IJK→RAS affine."""
     import importlib.resources as res
 
@@ -88,7 +88,7 @@ def _anatomy() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return gm, wm, brain.astype(np.float32), gm_img.affine
 
 
-def _smooth_field(rng: np.random.Generator, shape: tuple[int, ...], coarse: int = 4) -> np.ndarray:
+def smooth_field(rng: np.random.Generator, shape: tuple[int, ...], coarse: int = 4) -> np.ndarray:
     """Zero-mean, unit-amplitude smooth random field on ``shape``."""
     field_c = rng.standard_normal((coarse,) * len(shape))
     zoom = [s / coarse for s in shape]
@@ -116,7 +116,7 @@ def _lesion_fractions(rng, wm: np.ndarray, shape, spacing) -> dict[str, np.ndarr
     grids = np.meshgrid(*[np.arange(s) for s in shape], indexing="ij")
     sp = np.asarray(spacing)[::-1]  # [k, j, i] order
     dist = np.sqrt(sum(((g - c) * s) ** 2 for g, c, s in zip(grids, centre, sp, strict=True))) / radius_mm
-    dist = dist + 0.15 * _smooth_field(rng, shape, coarse=6)
+    dist = dist + 0.15 * smooth_field(rng, shape, coarse=6)
     soft = lambda lo, hi: np.clip((dist - lo) / 0.08, 0, 1) * np.clip((hi - dist) / 0.08, 0, 1)  # noqa: E731
     necrosis = np.clip((0.45 - dist) / 0.08, 0, 1)
     enhancing = soft(0.45, 0.7)
@@ -128,7 +128,7 @@ def simulate_subject(seed: int = 0, shape: int | tuple[int, int, int] = 64, lesi
                      contrasts: tuple[str, ...] = CONTRASTS) -> PhantomSubject:
     """Make one subject; ``shape`` is the (i, j, k) grid covering the brain's bounding box."""
     rng = np.random.default_rng(seed)
-    gm_t, wm_t, brain_t, affine_ras = _anatomy()
+    gm_t, wm_t, brain_t, affine_ras = mni_anatomy()
     size_ijk = (shape,) * 3 if isinstance(shape, int) else tuple(shape)
     out_shape = tuple(int(s) for s in size_ijk[::-1])  # [k, j, i]
     nz = np.argwhere(brain_t > 0)
@@ -140,7 +140,7 @@ def simulate_subject(seed: int = 0, shape: int | tuple[int, int, int] = 64, lesi
     grids = np.meshgrid(*[np.arange(s, dtype=np.float32) for s in out_shape], indexing="ij")
     coords = []
     for ax in range(3):
-        disp_mm = rng.uniform(1.5, 4.0) * _smooth_field(rng, out_shape)
+        disp_mm = rng.uniform(1.5, 4.0) * smooth_field(rng, out_shape)
         c = lo[ax] + ((grids[ax] - centre[ax]) / scale[ax] + centre[ax]) * step[ax] + disp_mm
         coords.append(c)
     warp = lambda a: ndimage.map_coordinates(a, coords, order=1, mode="constant", cval=0.0)  # noqa: E731
@@ -176,7 +176,7 @@ def simulate_subject(seed: int = 0, shape: int | tuple[int, int, int] = 64, lesi
                 t1 = 1.0 / (1.0 / t1 + R1_GD * GD_ENHANCING_MM)
                 t2 = 1.0 / (1.0 / t2 + R2_GD * GD_ENHANCING_MM)
             img += frac * signal(seq, tr, te, ti, np.float64(t1), np.float64(t2), np.float64(pd))
-        img *= np.exp(0.15 * _smooth_field(rng, out_shape, coarse=3))  # bias field
+        img *= np.exp(0.15 * smooth_field(rng, out_shape, coarse=3))  # bias field
         sigma = rng.uniform(0.01, 0.03) * float(img[wm_mask].mean() if wm_mask.any() else img[brain].mean())
         img = np.sqrt((img + rng.normal(0, sigma, out_shape)) ** 2 + rng.normal(0, sigma, out_shape) ** 2)
         img = (img * brain * rng.uniform(200, 3000)).astype(np.float32)

@@ -20,6 +20,7 @@ from .io import check_volume
 from .postprocess import output_mapping
 from .preprocess import derive_mask, n4_correct, normalize
 from .resample import align_with_coverage, limit_to_coverage, resample_to
+from .skullstrip import check_skull_strip, input_brain_mask
 from .slice_runner import Progress, SliceRunner, brain_crop, neighbour_slices, pad_to_multiple  # noqa: F401 (re-exported)
 from .volume import Volume
 
@@ -57,8 +58,12 @@ def _label(volume: Volume, role: str) -> str:
 
 
 def prepare(inputs: dict[str, Volume], mask: Volume | None = None, register: bool = False,
-            n4: bool = False) -> Prepared:
+            n4: bool = False, skull_strip: bool | str = "auto") -> Prepared:
     """Align to the first input, mask, bias-correct, normalize and reorient to canonical order.
+
+    Without a given ``mask``, inputs that still have a skull and scalp get their brain extracted
+    (``skull_strip``: "auto", True, False; :func:`MRSynthLib.skullstrip.input_brain_mask`), which
+    ``Prepared.notes`` says; skull-stripped inputs are masked as always.
 
     In-memory volumes (Python API, preview) get the checks every file read gets: 3D, finite, not empty;
     every input must also be an image the network can read (:func:`MRSynthLib.checks.check_image`), and a
@@ -71,6 +76,7 @@ def prepare(inputs: dict[str, Volume], mask: Volume | None = None, register: boo
         check_volume(vol, labels[c])
         check_image(vol, labels[c])
     check_distinct_volumes(named, labels)
+    check_skull_strip(skull_strip)
     if mask is not None:
         check_volume(mask, _label(mask, "mask"), allow_empty=True)  # an empty mask has its own message below
     aligned, coverage = align_with_coverage(named, register=register)
@@ -79,9 +85,11 @@ def prepare(inputs: dict[str, Volume], mask: Volume | None = None, register: boo
         m = resample_to(first, mask, name=mask.metadata.get("source_path", "mask")).array > 0.5
         if not m.any():
             raise MRSynthError("the brain mask is empty", mask.metadata.get("source_path", "mask"))
+        strip_notes: list[str] = []
     else:
-        m = derive_mask([v.array for v in aligned.values()])
+        m, strip_notes = input_brain_mask(named, aligned, labels, skull_strip)
     m, notes = limit_to_coverage(m, coverage, labels)
+    notes = strip_notes + notes
     cmask = orientation.to_canonical(first.with_array(m))
     stack = np.zeros((len(CONTRASTS), *cmask.shape), dtype=np.float32)
     available = np.zeros(len(CONTRASTS), dtype=np.float32)
@@ -161,7 +169,7 @@ def synthesize(inputs: dict[str, Volume], target: str, model: str | None = None,
                style_alpha: float | None = None, second_target: str | None = None, register: bool = False,
                n4: bool = False, plane: str = "axial", batch_size: int = 8,
                progress: Progress | None = None, engine: Backend | None = None,
-               match_histogram: bool = False, calibrate: bool = True) -> Volume:
+               match_histogram: bool = False, calibrate: bool = True, skull_strip: bool | str = "auto") -> Volume:
     """Synthesize ``target`` from any non-empty subset of contrasts.
 
     >>> out = synthesize({"T1": t1, "T2": t2}, target="FLAIR")  # doctest: +SKIP
@@ -172,6 +180,8 @@ def synthesize(inputs: dict[str, Volume], target: str, model: str | None = None,
     the reference's with strength ``style_alpha`` (:class:`MRSynthLib.postprocess.OutputMapping`).
     ``style_alpha`` defaults to 1 with a style reference or ``second_target`` (else 0): a reference
     given without α should be used, not silently ignored.
+    ``skull_strip`` ("auto", True, False): extract the brain of inputs with a skull and scalp (detected
+    when "auto"; ignored when ``mask`` is given); the output is 0 outside the brain.
     """
     from .registry import backend_roles, load_backend, resolve_model
 
@@ -187,7 +197,7 @@ def synthesize(inputs: dict[str, Volume], target: str, model: str | None = None,
         engine, model_id = load_backend(bundle, backend=backend, device=device), bundle.id
     check_engine(engine, list(named), tgt, style_ref=style_reference is not None and not match_histogram,
                  second_target=second_target)
-    prepared = prepare(named, mask=mask, register=register, n4=n4)
+    prepared = prepare(named, mask=mask, register=register, n4=n4, skull_strip=skull_strip)
     ref_code = reference_style_or_none(engine, style_reference, plane)
     style = style_code(engine, tgt, ref_code, style_alpha, second_target)
     out = run_slices(engine, prepared, style, plane=plane, batch_size=batch_size, progress=progress)

@@ -257,3 +257,15 @@ def test_panel_state_survives_saving_and_reopening_the_scene(module, small_subje
     again = widget.request()
     assert (again.target, again.styleAlpha, again.options["secondTarget"], again.options["calibrate"]) == \
         (saved.target, saved.styleAlpha, saved.options["secondTarget"], saved.options["calibrate"])
+
+
+def test_the_results_notes_reach_the_panels_log(module, small_subject):
+    """What the engine said about the run (a head's brain extracted, an input covering part of the view)
+    is kept on the node as MRSynth.Notes; the panel shows each note, not only the CLI."""
+    mod, slicer, _ = module
+    widget = make_widget(mod)
+    out = add_node(slicer, "result", small_subject.volumes["T1"])
+    out.SetAttribute("MRSynth.Notes", "t1.nii.gz: not skull-stripped (…); brain extracted | T2 covers only 80%")
+    widget.showResult(out)
+    lines = widget.ui.logTextEdit.lines
+    assert lines[-2:] == ["Note: t1.nii.gz: not skull-stripped (…); brain extracted", "Note: T2 covers only 80%"]

@@ -55,7 +55,7 @@ def test_phantom_is_deterministic_and_varied(small_subject):
 
 def test_phantom_contrasts_follow_tissue_physics():
     s = simulate_subject(seed=11, shape=(64, 64, 64), lesion=False)
-    from MRSynthLib.phantom import _anatomy  # noqa: F401 - warms the cache
+    from MRSynthLib.phantom import mni_anatomy  # noqa: F401 - warms the cache
 
     mask = s.mask.array > 0
     t1, t2, flair = (normalize(s.volumes[c].array, mask) for c in ("T1", "T2", "FLAIR"))
