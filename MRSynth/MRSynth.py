@@ -25,7 +25,7 @@ if os.path.isdir(os.path.join(_SOURCE_ROOT, "MRSynthLib")) and _SOURCE_ROOT not 
     sys.path.insert(0, _SOURCE_ROOT)  # "Add module path" on the source tree: MRSynthLib sits beside MRSynth/
 
 from MRSynthSlicerLib import registerSampleData  # noqa: E402
-from MRSynthSlicerLib.BackgroundRun import BackgroundRun, RunRequest  # noqa: E402
+from MRSynthSlicerLib.BackgroundRun import BackgroundRun  # noqa: E402
 from MRSynthSlicerLib.Display import showOverBackground  # noqa: E402
 from MRSynthSlicerLib.InstallLogic import versionProblem  # noqa: E402
 from MRSynthSlicerLib.Logic import MRSynthLogic  # noqa: E402 - also `from MRSynth import MRSynthLogic`
@@ -212,18 +212,9 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ModelPane
     def log(self, text: str) -> None:
         self.ui.logTextEdit.appendPlainText(text)
 
-    def options(self) -> dict:
-        p = self._parameterNode
-        hasReference = p.referenceVolume is not None
-        return dict(model=p.model or None, device=p.device, batchSize=p.batchSize, register=p.registerInputs,
-                    mask=p.maskVolume, matchHistogram=p.matchHistogram and hasReference,
-                    calibrate=p.calibrateIntensities,
-                    secondTarget=None if hasReference or p.secondTarget == NO_SECOND else p.secondTarget)
-
-    def request(self) -> RunRequest:
-        p = self._parameterNode
-        return RunRequest(inputs=p.inputs(), target=p.target, output=p.outputVolume, reference=p.referenceVolume,
-                          styleAlpha=p.styleAlpha, options=self.options())
+    def request(self):
+        """The panel's choices now, as one engine request (see ``MRSynthParameterNode.request``)."""
+        return self._parameterNode.request()
 
     # --- actions ---------------------------------------------------------------------------------
     def onAutoFill(self) -> None:
@@ -341,14 +332,13 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ModelPane
             return
         self.notePreviewLimits(p, red)
         try:
-            if not self.logic.preparePreview(p.inputs(), p.target, reference=p.referenceVolume, background=True,
-                                             **self.options()):
+            request = self.request()
+            if not self.logic.preparePreview(request, background=True):
                 if not self.previewPrepTimer.isActive():
                     self.log("Preparing the live preview for these inputs (once, about a second)...")
                     self.previewPrepTimer.start()
                 return
-            out = self.logic.previewSlice(p.inputs(), p.target, p.styleAlpha, self.sliceOrigin(red),
-                                          reference=p.referenceVolume, output=p.outputVolume, **self.options())
+            out = self.logic.previewSlice(request, self.sliceOrigin(red))
         except MRSynthError as exc:  # one line in the panel (once, not per slider move), never a dialog
             line = f"Preview: {exc}"
             if line != self._lastPreviewError:

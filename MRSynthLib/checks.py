@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from .backends import Backend
 from .errors import MRSynthError
 from .volume import Volume
 
@@ -75,17 +76,14 @@ def check_distinct_volumes(volumes: Mapping[str, Volume], labels: Mapping[str, s
         seen.append((contrast, vol))
 
 
-def check_pairwise_inputs(engine: object, paths: Mapping[str, str], target: str) -> None:
+def check_pairwise_inputs(engine: Backend, paths: Mapping[str, str], target: str) -> None:
     """A pairwise model (one single-source graph per direction) reads one input; others would be loaded,
     aligned and then ignored, so they are refused, saying which input the model uses."""
-    sources = getattr(engine, "sources", None)
-    if sources is None:
-        return
-    used = next((s for s in sources(target) if s in paths), None)
-    extra: Sequence[str] = [c for c in paths if c != used]
-    if used is None or not extra:
+    reads = engine.reads(list(paths), target)
+    extra: Sequence[str] = [c for c in paths if c not in reads]
+    if not reads or not extra:
         return  # without its source the engine's own check has already refused
-    model = getattr(engine, "model_id", "model")
+    used, model = reads[0], engine.model_id
     raise MRSynthError(f"model '{model}' is a pairwise translator: it makes {target} from {used} alone and does "
                        f"not read {', '.join(extra)}; drop {'that input' if len(extra) == 1 else 'those inputs'}",
                        paths[extra[0]])

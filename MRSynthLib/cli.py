@@ -43,23 +43,6 @@ def _tqdm_progress(desc: str):
     return progress
 
 
-def _parse_inputs(items: list[str]) -> dict[str, str]:
-    from .checks import check_distinct_paths
-    from .contrasts import canonical
-
-    out: dict[str, str] = {}
-    for item in items:
-        if "=" not in item:
-            raise MRSynthError(f"--input must be CONTRAST=PATH, got '{item}'")
-        name, path = item.split("=", 1)
-        c = canonical(name)
-        if c in out:
-            raise MRSynthError(f"contrast {c} given twice")
-        out[c] = path
-    check_distinct_paths(out)
-    return out
-
-
 def _check_output(out: Path, force: bool, sources: list[str]):
     """Everything about the output that can be known before the run, so a run is never wasted on an
     output that cannot be written: extension, not an input (nor an input's .raw), not a folder,
@@ -86,91 +69,30 @@ def _check_output(out: Path, force: bool, sources: list[str]):
     return file_stamp(out)
 
 
-def _check_options(args: argparse.Namespace, target: str) -> None:
-    """Options that would be silently ignored (or do nothing) are refused, saying why."""
-    from .contrasts import canonical
-
-    if args.style_ref and args.style_target:
-        raise MRSynthError("give --style-ref or --style-target, not both: α walks towards one of them (the "
-                           "reference would win and --style-target be ignored)")
-    if args.style_target and canonical(args.style_target) == target:
-        raise MRSynthError(f"--style-target {target} is the target itself: α would walk from its mean style to "
-                           "the same style; choose another contrast")
-    if args.mask and args.skull_strip is not None:
-        flag = "--skull-strip" if args.skull_strip else "--no-skull-strip"
-        raise MRSynthError(f"give --mask or {flag}, not both: a given brain mask is used as it is (no skull "
-                           "stripping either way)")
-    if args.batch_size < 1:
-        raise MRSynthError(f"--batch-size must be at least 1, got {args.batch_size}")
-
-
-def _style_alpha(args: argparse.Namespace) -> float:
-    """--style-alpha defaults to 1 (all the way to the reference / second target) when either is given,
-    to 0 otherwise; a non-zero α with neither would be silently ignored, so it is refused."""
-    walks = bool(args.style_ref or args.style_target)
-    if args.style_alpha is None:
-        return 1.0 if walks else 0.0
-    if not walks and args.style_alpha != 0.0:
-        raise MRSynthError("--style-alpha needs --style-ref or --style-target (α walks from the target's "
-                           "mean style towards one of them)")
-    if not 0.0 <= args.style_alpha <= 1.0:
-        raise MRSynthError(f"--style-alpha must lie in [0, 1], got {args.style_alpha}")
-    return args.style_alpha
-
-
-def _check_amp(args: argparse.Namespace, device: str | None = None) -> None:
-    """AMP exists only in the torch backend on CUDA; asking for it elsewhere is said, not ignored."""
-    if not args.amp:
-        return
-    if args.backend != "torch":
-        raise MRSynthError("--amp needs --backend torch on a CUDA device (onnxruntime runs in full precision)")
-    where = device or args.device
-    if where != "auto" and not where.startswith("cuda"):
-        raise MRSynthError(f"--amp works on CUDA only; this run is on {where} (drop --amp or use --device cuda)")
-
-
 def cmd_synthesize(args: argparse.Namespace) -> int:
     from .checks import check_pairwise_inputs
-    from .contrasts import canonical
     from .io import read_volume, write_volume
-    from .synthesis import check_request, synthesize
+    from .request import request_from_args
+    from .synthesis import load_engine, run_request
 
-    paths = _parse_inputs(args.input or [])
-    target = canonical(args.target)
+    request = request_from_args(args)  # every check that needs no image comes first
     out = Path(args.output)
-    # checks that need no image reading come first, so nothing heavy runs for a bad request
-    check_request(dict.fromkeys(paths, None), target)
-    _check_options(args, target)
-    stamp = _check_output(out, args.force, [p for p in (*paths.values(), args.mask, args.style_ref) if p])
-    alpha = _style_alpha(args)
-    _check_amp(args)
-    from .backends import check_engine
-    from .registry import backend_roles, load_backend, resolve_model
-
-    bundle = resolve_model(args.model, roles=backend_roles(args.backend))
-    engine = load_backend(bundle, backend=args.backend, device=args.device, amp=args.amp)
-    _check_amp(args, str(engine.device))
-    check_engine(engine, list(paths), target, style_ref=bool(args.style_ref) and not args.match_histogram,
-                 second_target=args.style_target)
-    check_pairwise_inputs(engine, paths, target)
-    inputs = {c: read_volume(p) for c, p in paths.items()}
-    mask = read_volume(args.mask) if args.mask else None
-    ref = read_volume(args.style_ref) if args.style_ref else None
+    stamp = _check_output(out, args.force, [str(p) for p in request.images().values()])
+    engine = load_engine(request)
+    if request.amp and not str(engine.device).startswith("cuda"):
+        raise MRSynthError(f"--amp works on CUDA only; this run is on {engine.device} (drop --amp or use "
+                           "--device cuda)")
+    check_pairwise_inputs(engine, dict(request.inputs), request.target)
+    volumes = request.with_sources(lambda path, _role: read_volume(path))
     if not args.quiet:  # says which device really runs (a GPU machine with a CPU-only onnxruntime, say)
         print(f"mrsynth: running on {engine.device} ({engine.name})", file=sys.stderr)
-    progress = None if args.quiet else _tqdm_progress(f"{target} ({engine.name}/{engine.device})")
-    result = synthesize(inputs, target, mask=mask, style_reference=ref, style_alpha=alpha,
-                        second_target=args.style_target, register=args.register, n4=args.n4, plane=args.plane,
-                        batch_size=args.batch_size, progress=progress, engine=engine,
-                        match_histogram=args.match_histogram, calibrate=not args.no_calibrate,
-                        skull_strip="auto" if args.skull_strip is None else args.skull_strip)
-    result.metadata["MRSynth.Model"] = bundle.id
-    result.metadata["descrip"] = f"SYNTHETIC {target} by MRSynth ({bundle.id}) - not an acquired image"
+    progress = None if args.quiet else _tqdm_progress(f"{request.target} ({engine.name}/{engine.device})")
+    result = run_request(volumes, engine=engine, progress=progress)
     for note in filter(None, result.metadata.get("MRSynth.Notes", "").split(" | ")):
         print(f"mrsynth: warning: {note}", file=sys.stderr)
     # an output absent at the start may not be overwritten, one present only in the version seen then
     write_volume(result, out, overwrite=stamp is not None, replaces=stamp)
-    if target == "T1Gd":
+    if request.target == "T1Gd":
         from .contrasts import GADOLINIUM_NOTE
 
         print(f"mrsynth: {GADOLINIUM_NOTE}", file=sys.stderr)
@@ -255,39 +177,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .cli_batch import add_parser as add_batch_parser
+    from .request import add_request_arguments
+
     p = argparse.ArgumentParser(prog="mrsynth", description="Multi-contrast brain MR synthesis")
     sub = p.add_subparsers(dest="command")
     s = sub.add_parser("synthesize", help="synthesize a missing contrast")
-    s.add_argument("--input", action="append", metavar="CONTRAST=PATH", help="source volume (repeatable)")
-    s.add_argument("--target", required=True, help="contrast to synthesize (T1, T1Gd, T2, PD, FLAIR)")
-    s.add_argument("--output", required=True)
-    s.add_argument("--model", default=None, help="registry id or path to a model card / ONNX file")
-    s.add_argument("--backend", choices=("onnx", "torch"), default="onnx")
-    s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    s.add_argument("--mask", default=None, help="brain mask (default: derived from the inputs; inputs with a skull "
-                   "and scalp get their brain extracted)")
-    strip = s.add_mutually_exclusive_group()
-    strip.add_argument("--no-skull-strip", dest="skull_strip", action="store_false", default=None,
-                       help="never extract the brain, even from inputs that look unstripped")
-    strip.add_argument("--skull-strip", dest="skull_strip", action="store_true", default=None,
-                       help="always extract the brain, even from inputs that look skull-stripped")
-    s.add_argument("--style-ref", default=None, help="reference volume whose protocol look to borrow")
-    s.add_argument("--style-target", default=None, help="second contrast: α walks between two mean styles")
-    s.add_argument("--style-alpha", type=float, default=None,
-                   help="0 = mean style of the target, 1 = reference / --style-target (default: 1 when either "
-                   "is given; a non-zero α without them is refused)")
-    s.add_argument("--match-histogram", action="store_true",
-                   help="also map the output's intensity histogram onto the reference's (strength --style-alpha)")
-    s.add_argument("--no-calibrate", action="store_true",
-                   help="keep the generator's intensity look (default: calibrated to the inputs' tone curve)")
-    s.add_argument("--register", action="store_true", help="rigidly register inputs to the first one")
-    s.add_argument("--n4", action="store_true", help="N4 bias-field correction before normalization")
-    s.add_argument("--amp", action="store_true", help="mixed precision (torch backend on CUDA only)")
-    s.add_argument("--plane", default="axial", choices=("axial", "coronal", "sagittal"))
-    s.add_argument("--batch-size", type=int, default=8)
-    s.add_argument("--force", action="store_true", help="overwrite an existing output")
-    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_request_arguments(s)
     s.set_defaults(func=cmd_synthesize)
+    add_batch_parser(sub)
     e = sub.add_parser("evaluate", help="metrics of a prediction against the truth (JSON)")
     e.add_argument("--pred", required=True)
     e.add_argument("--truth", required=True)

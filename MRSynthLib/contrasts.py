@@ -124,3 +124,35 @@ def detect(name: str) -> str | None:
         if len(alias) >= 3 and squashed.endswith(alias):
             return _ALIASES[alias]
     return None
+
+
+def contrast_of_file(path: str) -> str:
+    """The contrast a file's name states, for ``--input FILE`` without ``CONTRAST=``: :func:`detect`, but
+    refused (one line naming the file) when the name says nothing, or names two contrasts (``t1_t2``,
+    ``pd_t2`` dual echo). A BIDS suffix decides alone; gadolinium markers make a T1 name T1Gd and a
+    FLAIR name may say T2 (``t2_flair``) without being ambiguous."""
+    found = detect(path)
+    base = re.sub(r"\.(nii\.gz|nii|nrrd|nhdr|mha|mhd|dcm)$", "", path.split("/")[-1].split("\\")[-1],
+                  flags=re.IGNORECASE).lower()
+    bids = "_" in base and base.split("_")[-1] in _BIDS_SUFFIXES
+    named = {_ALIASES[t] for t in _tokens(base) if t in _ALIASES}
+    if "T1Gd" in named or found == "T1Gd":
+        named.discard("T1")
+    if "FLAIR" in named:
+        named.discard("T2")
+    if found is None or (not bids and len(named | {found}) > 1):
+        said = f"it names {' and '.join(sorted(named | ({found} if found else set())))}" if named else "it names none"
+        raise MRSynthError(f"cannot tell the contrast from the file name ({said}); give CONTRAST=PATH, e.g. "
+                           f"--input T1={path}", path)
+    return found
+
+
+def synthetic_label(target: str, model: str) -> str:
+    """The short label every synthetic file carries (NIfTI ``descrip`` holds 80 bytes)."""
+    return f"SYNTHETIC {target} by MRSynth ({model}) - not an acquired image"
+
+
+def synthetic_description(target: str, model: str, inputs: str) -> str:
+    """The longer description a synthetic MRML node carries (shown in Slicer's Volumes module)."""
+    return (f"SYNTHETIC {target} image computed by MRSynth (model {model}) from {inputs}. "
+            "It is not an acquired image and must not be used as one for diagnosis.")

@@ -11,14 +11,13 @@ from __future__ import annotations
 import numpy as np
 
 from . import orientation
-from .contrasts import CONTRASTS, GADOLINIUM_NOTE, canonical, detect
+from .contrasts import CONTRASTS, GADOLINIUM_NOTE, canonical, detect, synthetic_description
 from .errors import MRSynthError
 from .io import check_voxels
-from .synthesis import Progress, check_request, synthesize
+from .request import SynthesisRequest
+from .synthesis import Progress, run_request
 from .volume import Volume
 
-SYNTHETIC_DESCRIPTION = ("SYNTHETIC {target} image computed by MRSynth (model {model}) from {inputs}. "
-                         "It is not an acquired image and must not be used as one for diagnosis.")
 PREVIEW_NOTE = ("LIVE PREVIEW: slices were synthesized one at a time as they were viewed, at varying style "
                 "settings; press Apply for a consistent whole volume.")
 
@@ -183,8 +182,8 @@ def write_output_node(result: Volume, first, output=None, scene=None, name: str 
             output.SetAttribute(key, str(value))
     output.SetAttribute("MRSynth.Synthetic", "1")
     output.RemoveAttribute("MRSynth.Preview")  # a full result; mark_preview() sets it again for a preview
-    description = SYNTHETIC_DESCRIPTION.format(target=target, model=result.metadata.get("MRSynth.Model", "?"),
-                                               inputs=result.metadata.get("MRSynth.Inputs", "?"))
+    description = synthetic_description(target, result.metadata.get("MRSynth.Model", "?"),
+                                        result.metadata.get("MRSynth.Inputs", "?"))
     output.SetDescription(description + (" " + GADOLINIUM_NOTE if target == "T1Gd" else ""))
     if output.GetDisplayNode() is None:
         try:
@@ -221,45 +220,37 @@ def takes_preview_slices(node, first, target: str) -> bool:
     return np.array_equal(_matrix_to_array(a), _matrix_to_array(b))
 
 
-def check_nodes(inputs: dict, target: str, output=None, reference=None, mask=None) -> tuple[dict, str]:
-    """Canonical names, one node per contrast, and an output that is none of the inputs."""
-    if any(node is None for node in inputs.values()):
-        missing = ", ".join(k for k, v in inputs.items() if v is None)
-        raise MRSynthError(f"no volume selected for {missing}")
-    named, tgt = check_request(dict(inputs), target)
+def check_nodes(request: SynthesisRequest) -> None:
+    """One node per contrast, and an output (``request.output``) that is none of the images read."""
     seen: dict[str, str] = {}
-    for c, node in named.items():
+    for c, node in request.inputs.items():
         if node.GetID() in seen:
             raise MRSynthError(f"volume {node_label(node)} is given as both {seen[node.GetID()]} and {c}")
         seen[node.GetID()] = c
-    check_output(output, {**named, "reference": reference, "mask": mask})
-    return named, tgt
+    check_output(request.output, protected_nodes(request))
 
 
-def synthesize_nodes(inputs: dict, target: str, output=None, reference=None, style_alpha: float = 0.0,
-                     model: str | None = None, progress: Progress | None = None, second_target: str | None = None,
-                     mask=None, device: str = "auto", scene=None, register: bool = False, batch_size: int = 8,
-                     engine=None, name: str | None = None, match_histogram: bool = False, calibrate: bool = True):
-    """Synthesize ``target`` from volume nodes; returns the output node (blocking).
+def protected_nodes(request: SynthesisRequest) -> dict[str, object]:
+    """Role → node of every node a request reads: never written into."""
+    return {**request.inputs, "reference": request.style_reference, "mask": request.mask}
 
-    ``match_histogram`` (needs ``reference``) also maps the output's intensities onto the reference
-    scan's distribution with strength ``style_alpha`` (see ``postprocess.OutputMapping``); ``calibrate``
-    gives the output the tone curve the inputs imply (``calibration``; default on, as in the CLI).
 
-    The output node is created (or ``output`` is filled) only after the run succeeded, so a cancel
-    (``progress`` returning ``False``) or an error leaves the scene as it was. Inputs are never modified.
+def node_volume(node, role: str) -> Volume:
+    """A request's node as a Volume (a mask's voxels are not checked as an image's are)."""
+    return volume_from_node(node, role, check=role != "mask")
+
+
+def synthesize_nodes(request: SynthesisRequest, engine=None, progress: Progress | None = None, scene=None,
+                     name: str | None = None):
+    """Synthesize a request on volume nodes; returns the output node (``request.output`` filled, or new).
+
+    The output node is created (or filled) only after the run succeeded, so a cancel (``progress``
+    returning ``False``) or an error leaves the scene as it was. Inputs are never modified.
     """
-    named, tgt = check_nodes(inputs, target, output, reference, mask)
-    volumes = {c: volume_from_node(node, c) for c, node in named.items()}
-    ref_vol = volume_from_node(reference, "reference") if reference is not None else None
-    mask_vol = volume_from_node(mask, "mask", check=False) if mask is not None else None
-    result = synthesize(volumes, tgt, model=model, device=device, mask=mask_vol, style_reference=ref_vol,
-                        style_alpha=style_alpha, second_target=second_target, register=register,
-                        batch_size=batch_size, progress=progress, engine=engine, match_histogram=match_histogram,
-                        calibrate=calibrate)
-    first = next(iter(named.values()))
-    return write_output_node(result, first, output=output, scene=scene, name=name,
-                             protected={**named, "reference": reference, "mask": mask})
+    check_nodes(request)
+    result = run_request(request.with_sources(node_volume), engine=engine, progress=progress)
+    return write_output_node(result, request.first, output=request.output, scene=scene, name=name,
+                             protected=protected_nodes(request))
 
 
 def autofill(nodes) -> dict[str, object]:
@@ -282,27 +273,23 @@ def scene_volumes(scene) -> list:
     return [n for n in out if not n.IsA("vtkMRMLLabelMapVolumeNode")]
 
 
-def job_parameters(inputs: dict, target: str, workdir, reference=None, mask=None, output_node=None, **options):
-    """Write the nodes to NRRD files in ``workdir`` for the background process; return its parameters.
+def job_request(request: SynthesisRequest, workdir) -> SynthesisRequest[str]:
+    """Write a request's nodes to NRRD files in ``workdir`` for the background process; the same request
+    on those files, its output a file there.
 
-    ``output_node`` (where the result will go) is checked now, before any work: it may not be an input,
-    the reference or the mask. NRRD keeps any direction matrix exactly (left-handed included), so the
-    process sees the nodes' geometry; the result is mapped back onto the first node's grid by
+    ``request.output`` (where the result will go) is checked now, before any work: it may not be an
+    input, the reference or the mask. NRRD keeps any direction matrix exactly (left-handed included), so
+    the process sees the nodes' geometry; the result is mapped back onto the first node's grid by
     :func:`write_output_node`.
     """
     from pathlib import Path
 
     from .io import write_volume
-    from .process import SynthesisParameters
 
-    named, tgt = check_nodes(inputs, target, output_node, reference, mask)
+    check_nodes(request)
     work = Path(workdir)
 
-    def write(volume: Volume, name: str) -> str:  # uncompressed: this runs on Slicer's main thread
-        return str(write_volume(volume, work / f"{name}.nrrd", overwrite=True, compress=False))
+    def write(node, role: str) -> str:  # uncompressed: this runs on Slicer's main thread
+        return str(write_volume(node_volume(node, role), work / f"{role}.nrrd", overwrite=True, compress=False))
 
-    paths = {c: write(volume_from_node(node, c), c) for c, node in named.items()}
-    ref = write(volume_from_node(reference, "reference"), "reference") if reference is not None else None
-    msk = write(volume_from_node(mask, "mask", check=False), "mask") if mask is not None else None
-    return SynthesisParameters(inputs=paths, target=tgt, output=str(work / f"{tgt}_synthetic.nrrd"),
-                               style_ref=ref, mask=msk, **options)
+    return request.with_sources(write, output=str(work / f"{request.target}_synthetic.nrrd"))

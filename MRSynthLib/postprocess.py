@@ -83,24 +83,24 @@ class OutputMapping:
         return values if how is None or how[1] == 0 else quantile_map(values, mask, how[0], how[1], src_q)
 
 
-def output_mapping(engine, prepared, target: str, second_target: str | None = None,
+def output_mapping(engine, prepared, target: str, style_target: str | None = None,
                    reference: Volume | None = None, match_histogram: bool = False,
                    calibrate: bool = True) -> OutputMapping:
     """The mapping for one request. Calibration needs the model's templates (card
-    ``intensity_templates``, set on the backend as ``intensity_templates``) and at least one input
+    ``intensity_templates``, given to the backend with its ModelSettings) and at least one input
     with a template; otherwise the output keeps the generator's look."""
     mapping = OutputMapping(reference_q=reference_quantiles(reference) if match_histogram and reference is not None
                             else None, style_reference=reference is not None and not match_histogram,
-                            walk=second_target is not None)
-    templates = getattr(engine, "intensity_templates", None) if calibrate else None
+                            walk=style_target is not None)
+    templates = engine.intensity_templates if calibrate else None
     if templates:
         gamma = estimate_gamma(prepared.stack, prepared.available, prepared.mask, templates)
         if gamma is not None:
             mapping.gamma = gamma
-            allowed = getattr(engine, "calibrate_targets", None)
+            allowed = engine.calibrate_targets
             if allowed is None or canonical(target) in allowed:
                 mapping.calibrated = target_quantiles(templates, target, gamma)
-            if second_target is not None and mapping.calibrated is not None and (
-                    allowed is None or canonical(second_target) in allowed):
-                mapping.second = target_quantiles(templates, second_target, gamma)
+            if style_target is not None and mapping.calibrated is not None and (
+                    allowed is None or canonical(style_target) in allowed):
+                mapping.second = target_quantiles(templates, style_target, gamma)
     return mapping

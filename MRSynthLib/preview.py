@@ -13,11 +13,12 @@ from __future__ import annotations
 import numpy as np
 
 from . import orientation
-from .backends import Backend, check_engine
+from .backends import Backend
 from .errors import MRSynthError
 from .postprocess import output_mapping
+from .request import SynthesisRequest
 from .slice_runner import SliceRunner
-from .synthesis import check_request, prepare, reference_style_or_none, style_code, to_output_volume
+from .synthesis import check_engine_for, prepare, reference_style_or_none, style_code, to_output_volume
 from .volume import Volume
 
 SAMPLE_SLICES = 8  # slices that estimate the whole volume's output histogram (one batch)
@@ -42,20 +43,19 @@ def canonical_view(array: np.ndarray, like: Volume) -> np.ndarray:
 class PreviewSession:
     """One subject, one target, one model: style-only re-synthesis of single slices."""
 
-    def __init__(self, engine: Backend, inputs: dict[str, Volume], target: str, reference: Volume | None = None,
-                 second_target: str | None = None, mask: Volume | None = None, plane: str = "axial",
-                 model_id: str = "in-memory", match_histogram: bool = False, calibrate: bool = True) -> None:
-        named, self.target = check_request(inputs, target)
-        if match_histogram and reference is None:
-            raise MRSynthError("histogram matching needs a reference volume")
-        check_engine(engine, list(named), self.target, style_ref=reference is not None and not match_histogram,
-                     second_target=second_target)
-        self.engine, self.plane, self.second_target, self.model_id = engine, plane, second_target, model_id
-        self.prepared = prepare(named, mask=mask)
-        self.reference_style = reference_style_or_none(engine, reference, plane)
-        self.mapping = output_mapping(engine, self.prepared, self.target, second_target, reference,
-                                      match_histogram, calibrate)
-        self._runner = SliceRunner(engine, self.prepared.stack, self.prepared.mask, self.prepared.available, plane)
+    def __init__(self, engine: Backend, request: SynthesisRequest[Volume]) -> None:
+        """Prepare ``request`` (its inputs, target, reference or style target, mask, histogram matching,
+        calibration and plane; α comes per slice) for ``engine``, the model the request names."""
+        check_engine_for(engine, request)
+        self.engine, self.request, self.target = engine, request, request.target
+        self.plane, self.style_target = request.plane, request.style_target
+        reference = request.style_reference
+        self.prepared = prepare(dict(request.inputs), mask=request.mask, skull_strip=request.skull_strip)
+        self.reference_style = reference_style_or_none(engine, reference, self.plane)
+        self.mapping = output_mapping(engine, self.prepared, self.target, self.style_target, reference,
+                                      request.match_histogram, request.calibrate)
+        self._runner = SliceRunner(engine, self.prepared.stack, self.prepared.mask, self.prepared.available,
+                                   self.plane)
         self._mask = self._runner.mask
         brain = np.asarray(self._runner.brain)
         if brain.size == 0:
@@ -66,7 +66,7 @@ class PreviewSession:
         # spread through the brain, at a few slider positions (interpolated between), all computed here so
         # that a slider release costs one slice (without a reference or second contrast α changes nothing)
         self._sample = brain[np.linspace(0, brain.size - 1, SAMPLE_SLICES + 2)[1:-1].round().astype(int)]
-        self._grid = ALPHA_GRID if (reference is not None or second_target is not None) else 1
+        self._grid = ALPHA_GRID if request.walks else 1
         self._sample_q: list[np.ndarray] = []
         if any(self.mapping.at(a) is not None for a in (0.0, 1.0)):
             for g in range(self._grid):
@@ -82,7 +82,7 @@ class PreviewSession:
         key = round(float(alpha), 6)
         if key not in self._style_cache:
             self._style_cache[key] = style_code(self.engine, self.target, self.reference_style, key,
-                                                self.second_target)
+                                                self.style_target)
         return self._style_cache[key]
 
     def index_from_ras(self, ras: tuple[float, float, float]) -> int:
@@ -129,6 +129,6 @@ class PreviewSession:
 
     def volume(self) -> Volume:
         """The preview buffer as a labelled synthetic Volume on the first input's grid."""
-        volume = to_output_volume(self.output, self.prepared, self.target, self.model_id)
+        volume = to_output_volume(self.output, self.prepared, self.target, self.engine.model_id)
         volume.metadata["MRSynth.Device"] = f"{self.engine.device} ({self.engine.name})"
         return volume

@@ -16,57 +16,15 @@ import signal
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
 from .errors import MRSynthError
+from .request import SynthesisRequest
 from .volume import Volume
 
 _PERCENT = re.compile(r"(\d{1,3})%\|")
-
-
-@dataclass
-class SynthesisParameters:
-    """One ``mrsynth synthesize`` call; file paths, not nodes (the process cannot see the scene)."""
-
-    inputs: dict[str, str]
-    target: str
-    output: str
-    model: str | None = None
-    device: str = "auto"
-    mask: str | None = None
-    style_ref: str | None = None
-    style_alpha: float = 0.0
-    style_target: str | None = None
-    match_histogram: bool = False
-    calibrate: bool = True
-    register: bool = False
-    batch_size: int = 8
-    backend: str = "onnx"
-    force: bool = True
-
-    def as_arg_list(self) -> list[str]:
-        """The CLI argv after the program name (``mrsynth synthesize …``)."""
-        args = ["synthesize"]
-        for contrast, path in self.inputs.items():
-            args += ["--input", f"{contrast}={path}"]
-        args += ["--target", self.target, "--output", str(self.output), "--device", self.device,
-                 "--backend", self.backend, "--batch-size", str(int(self.batch_size)),
-                 "--style-alpha", repr(float(self.style_alpha))]
-        for flag, value in (("--model", self.model), ("--mask", self.mask), ("--style-ref", self.style_ref),
-                            ("--style-target", self.style_target)):
-            if value:
-                args += [flag, str(value)]
-        if self.register:
-            args.append("--register")
-        if self.match_histogram:
-            args.append("--match-histogram")
-        if not self.calibrate:
-            args.append("--no-calibrate")
-        if self.force:
-            args.append("--force")
-        return args
 
 
 @dataclass
@@ -82,7 +40,7 @@ class ProcessStatus:
 class ProcessProtocol(Protocol):
     """What the panel needs from whatever runs a synthesis in the background."""
 
-    def start(self, params: SynthesisParameters) -> None: ...
+    def start(self, request: SynthesisRequest[str]) -> None: ...
 
     def poll(self) -> ProcessStatus: ...
 
@@ -108,7 +66,7 @@ class SynthesisProcess:
     def __init__(self, python: str | list[str] | None = None, env: dict[str, str] | None = None) -> None:
         self.launcher = [python] if isinstance(python, str) else list(python or [sys.executable])
         self.env = env
-        self.params: SynthesisParameters | None = None
+        self.request: SynthesisRequest[str] | None = None
         self._proc: subprocess.Popen | None = None
         self._lines: list[str] = []
         self._lock = threading.Lock()
@@ -116,10 +74,11 @@ class SynthesisProcess:
         self._status = ProcessStatus()
         self._stderr_tail: list[str] = []
 
-    def command(self, params: SynthesisParameters) -> list[str]:
-        return [*self.launcher, "-m", "MRSynthLib.cli", *params.as_arg_list()]
+    def command(self, request: SynthesisRequest[str]) -> list[str]:
+        """The CLI call for a request on files; its output is always replaced (a work-folder file)."""
+        return [*self.launcher, "-m", "MRSynthLib.cli", *replace(request, extras={"force": True}).to_argv()]
 
-    def start(self, params: SynthesisParameters) -> None:
+    def start(self, request: SynthesisRequest[str]) -> None:
         if self._proc is not None and self._proc.poll() is None:
             raise MRSynthError("a synthesis is already running; cancel it first")
         env = dict(os.environ if self.env is None else self.env)
@@ -129,9 +88,9 @@ class SynthesisProcess:
         kwargs: dict = {"start_new_session": True}
         if os.name == "nt":  # pragma: no cover - Windows: a group that taskkill /T can end
             kwargs = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW}
-        self.params, self._lines, self._stderr_tail = params, [], []
+        self.request, self._lines, self._stderr_tail = request, [], []
         self._status = ProcessStatus(state="running", percent=0)
-        self._proc = subprocess.Popen(self.command(params), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        self._proc = subprocess.Popen(self.command(request), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       stdin=subprocess.DEVNULL, env=env, **kwargs)
         self._threads = [threading.Thread(target=self._read, args=(s, s is self._proc.stderr), daemon=True)
                          for s in (self._proc.stdout, self._proc.stderr)]
@@ -206,18 +165,18 @@ class SynthesisProcess:
         proc.wait(timeout=10)
         for t in self._threads:
             t.join(timeout=5)
-        if self.params is not None:
-            remove_partial_output(Path(self.params.output))
+        if self.request is not None:
+            remove_partial_output(Path(self.request.output))
 
     def result(self) -> Volume:
         """Read the finished output (raises when the run did not finish)."""
-        if self._status.state != "finished" or self.params is None:
+        if self._status.state != "finished" or self.request is None:
             raise MRSynthError(f"no result: the synthesis {self._status.state}"
                                + (f" ({self._status.error})" if self._status.error else ""))
         from .io import read_volume
 
-        volume = read_volume(self.params.output, check_content=False)
-        volume.metadata.update(read_labels(self.params.output))
+        volume = read_volume(self.request.output, check_content=False)
+        volume.metadata.update(read_labels(self.request.output))
         return volume
 
 

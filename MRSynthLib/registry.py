@@ -192,19 +192,19 @@ def _card_at_path(card_path: Path, registry: dict, roles: tuple[str, ...] | None
 INTERFACES = ("unified", "onehot", "pairwise")
 
 
-def _with_card_settings(engine, bundle: ModelBundle):
-    """Attach the card's intensity templates (``MRSynthLib.calibration``; None for older cards) and its
-    2.5D context (``arch.context``: neighbouring slices per side the generator expects; 0 for older cards)."""
-    engine.context = int(bundle.card.get("arch", {}).get("context", 0))
+def model_settings(bundle: ModelBundle):
+    """The card's settings for a backend: id, 2.5D context (``arch.context``: neighbouring slices per side;
+    0 for older cards), intensity templates and calibrated targets (``MRSynthLib.calibration``)."""
+    from .backends import ModelSettings
     from .calibration import parse_calibrate_targets, parse_templates
 
     raw = bundle.card.get("intensity_templates") or {}
     try:
-        engine.intensity_templates = parse_templates(raw.get("contrasts"))
-        engine.calibrate_targets = parse_calibrate_targets(raw)
+        return ModelSettings(model_id=bundle.id, context=int(bundle.card.get("arch", {}).get("context", 0)),
+                             intensity_templates=parse_templates(raw.get("contrasts")),
+                             calibrate_targets=parse_calibrate_targets(raw))
     except MRSynthError as exc:
         raise MRSynthError(str(exc), bundle.card_name) from None
-    return engine
 
 
 def load_backend(bundle: ModelBundle, backend: str = "onnx", device: str = "auto", amp: bool = False):
@@ -229,11 +229,9 @@ def load_backend(bundle: ModelBundle, backend: str = "onnx", device: str = "auto
             raise MRSynthError("model card 'mean_styles' is not a numeric table", bundle.card_name) from None
         if interface == "pairwise":
             graphs = {key: bundle.file(key) for key in bundle.card["files"] if "_to_" in key}
-            engine = PairwiseOnnxBackend(graphs, mean_styles, device=device, model_id=bundle.id)
-        else:
-            style = bundle.file("style") if "style" in bundle.card["files"] else None
-            engine = OnnxBackend(bundle.file("generator"), style, mean_styles, device=device, model_id=bundle.id)
-        return _with_card_settings(engine, bundle)
+            return PairwiseOnnxBackend(graphs, mean_styles, model_settings(bundle), device=device)
+        style = bundle.file("style") if "style" in bundle.card["files"] else None
+        return OnnxBackend(bundle.file("generator"), style, mean_styles, model_settings(bundle), device=device)
     if backend == "torch" and interface != "unified":
         raise MRSynthError(f"model '{bundle.id}' ({bundle.card.get('recipe')}) is exported for onnxruntime only; "
                            "use --backend onnx")
@@ -242,6 +240,6 @@ def load_backend(bundle: ModelBundle, backend: str = "onnx", device: str = "auto
 
         bundle.require("arch")
         _check(bundle.file("weights"), bundle.card["files"]["weights"]["sha256"])
-        return _with_card_settings(TorchBackend(bundle.file("weights"), bundle.card["arch"], device=device, amp=amp),
-                               bundle)
+        return TorchBackend(bundle.file("weights"), bundle.card["arch"], model_settings(bundle), device=device,
+                            amp=amp)
     raise MRSynthError(f"unknown backend '{backend}' (use onnx or torch)")

@@ -8,13 +8,14 @@ target contrast inside the brain, 0 outside the brain.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import orientation
-from .backends import Backend, check_engine
+from .backends import Backend
 from .checks import check_distinct_volumes, check_image
-from .contrasts import CONTRASTS, canonical
+from .contrasts import CONTRASTS, canonical, synthetic_label
 from .errors import MRSynthError
 from .io import check_volume
 from .postprocess import output_mapping
@@ -23,6 +24,9 @@ from .resample import align_with_coverage, limit_to_coverage, resample_to
 from .skullstrip import check_skull_strip, input_brain_mask
 from .slice_runner import Progress, SliceRunner, brain_crop, neighbour_slices, pad_to_multiple  # noqa: F401 (re-exported)
 from .volume import Volume
+
+if TYPE_CHECKING:
+    from .request import SynthesisRequest
 
 
 @dataclass
@@ -35,22 +39,6 @@ class Prepared:
     reference: Volume  # first input: the output grid
     inputs: tuple[str, ...]
     notes: tuple[str, ...] = ()  # what the user should know about the output (inputs covering part of it)
-
-
-def check_request(inputs: dict[str, Volume], target: str) -> tuple[dict[str, Volume], str]:
-    """Canonical contrast names; refuse empty inputs, duplicates and a target given as input."""
-    if not inputs:
-        raise MRSynthError("no inputs given (need at least one of T1, T1Gd, T2, PD, FLAIR)")
-    tgt = canonical(target)
-    named: dict[str, Volume] = {}
-    for name, vol in inputs.items():
-        c = canonical(name)
-        if c in named:
-            raise MRSynthError(f"contrast {c} given twice")
-        named[c] = vol
-    if tgt in named:
-        raise MRSynthError(f"the target {tgt} is also given as an input; choose a missing contrast")
-    return named, tgt
 
 
 def _label(volume: Volume, role: str) -> str:
@@ -118,21 +106,21 @@ def reference_style_or_none(backend: Backend, reference: Volume | None, plane: s
     if reference is not None:
         check_volume(reference, _label(reference, "style reference"))
         check_image(reference, _label(reference, "style reference"))
-    if reference is None or not getattr(backend, "has_style_encoder", True):
+    if reference is None or not backend.has_style_encoder:
         return None
     return encode_reference_style(backend, reference, plane)
 
 
 def style_code(backend: Backend, target: str, reference_style: np.ndarray | None = None, alpha: float = 0.0,
-               second_target: str | None = None) -> np.ndarray:
-    """Point in style space: (1−α)·mean[target] + α·(reference code or mean[second_target])."""
+               style_target: str | None = None) -> np.ndarray:
+    """Point in style space: (1−α)·mean[target] + α·(reference code or mean[style_target])."""
     if not 0.0 <= alpha <= 1.0:
         raise MRSynthError(f"style alpha must lie in [0, 1], got {alpha}")
     base = backend.mean_styles[CONTRASTS.index(canonical(target))]
     if reference_style is not None:
         other = reference_style
-    elif second_target is not None:
-        other = backend.mean_styles[CONTRASTS.index(canonical(second_target))]
+    elif style_target is not None:
+        other = backend.mean_styles[CONTRASTS.index(canonical(style_target))]
     else:
         return base.astype(np.float32)
     return ((1 - alpha) * base + alpha * other).astype(np.float32)
@@ -160,50 +148,60 @@ def to_output_volume(canonical_out: np.ndarray, prepared: Prepared, target: str,
     arr = orientation.from_canonical(canonical_out, ref)
     meta = {"MRSynth.Synthetic": "1", "MRSynth.Contrast": target, "MRSynth.Model": model_id,
             "MRSynth.Inputs": ",".join(prepared.inputs),
-            "descrip": f"SYNTHETIC {target} by MRSynth ({model_id}) - not an acquired image"}
+            "descrip": synthetic_label(target, model_id)}
     return Volume(arr.astype(np.float32), ref.spacing, ref.origin, ref.direction, meta)
 
 
-def synthesize(inputs: dict[str, Volume], target: str, model: str | None = None, backend: str = "onnx",
-               device: str = "auto", mask: Volume | None = None, style_reference: Volume | None = None,
-               style_alpha: float | None = None, second_target: str | None = None, register: bool = False,
-               n4: bool = False, plane: str = "axial", batch_size: int = 8,
-               progress: Progress | None = None, engine: Backend | None = None,
-               match_histogram: bool = False, calibrate: bool = True, skull_strip: bool | str = "auto") -> Volume:
+def synthesize(inputs: dict[str, Volume], target: str, *, engine: Backend | None = None,
+               progress: Progress | None = None, **options) -> Volume:
     """Synthesize ``target`` from any non-empty subset of contrasts.
 
     >>> out = synthesize({"T1": t1, "T2": t2}, target="FLAIR")  # doctest: +SKIP
 
-    ``calibrate`` (default) gives the output the intensity distribution the inputs imply for this
-    subject, when the model card has intensity templates (:mod:`MRSynthLib.calibration`).
-    ``match_histogram`` (needs ``style_reference``) also maps the output's intensity distribution onto
-    the reference's with strength ``style_alpha`` (:class:`MRSynthLib.postprocess.OutputMapping`).
-    ``style_alpha`` defaults to 1 with a style reference or ``second_target`` (else 0): a reference
-    given without α should be used, not silently ignored.
-    ``skull_strip`` ("auto", True, False): extract the brain of inputs with a skull and scalp (detected
-    when "auto"; ignored when ``mask`` is given); the output is 0 outside the brain.
+    ``options`` are the fields of :class:`MRSynthLib.request.SynthesisRequest` (style_reference,
+    style_target, style_alpha, match_histogram, mask, skull_strip, register, n4, calibrate, plane, model,
+    backend, device, batch_size), documented there. ``engine``: an already loaded backend (its model is
+    then the one used; ``model``/``backend``/``device`` are not read). ``progress(done, total, message)``
+    returning ``False`` cancels.
     """
+    from .request import SynthesisRequest
+
+    return run_request(SynthesisRequest(inputs, target, **options), engine=engine, progress=progress)
+
+
+def load_engine(request: SynthesisRequest) -> Backend:
+    """The backend a request asks for (model, backend, device, AMP), checked against the request."""
     from .registry import backend_roles, load_backend, resolve_model
 
-    named, tgt = check_request(inputs, target)
-    orientation.plane_axis(plane)
-    if style_alpha is None:
-        style_alpha = 1.0 if style_reference is not None or second_target is not None else 0.0
-    if match_histogram and style_reference is None:
-        raise MRSynthError("histogram matching needs a style reference volume (--style-ref)")
-    model_id = "in-memory"
+    bundle = resolve_model(request.model, roles=backend_roles(request.backend))
+    engine = load_backend(bundle, backend=request.backend, device=request.device, amp=request.amp)
+    check_engine_for(engine, request)
+    return engine
+
+
+def check_engine_for(engine: Backend, request: SynthesisRequest) -> None:
+    """Refuse, before any image work, what this model cannot do with this request."""
+    engine.check(list(request.inputs), request.target, style_ref=request.steers_style,
+                 style_target=request.style_target)
+
+
+def run_request(request: SynthesisRequest[Volume], engine: Backend | None = None,
+                progress: Progress | None = None) -> Volume:
+    """The pipeline for one request on Volumes: prepare → slices → output mapping → labelled Volume."""
     if engine is None:
-        bundle = resolve_model(model, roles=backend_roles(backend))
-        engine, model_id = load_backend(bundle, backend=backend, device=device), bundle.id
-    check_engine(engine, list(named), tgt, style_ref=style_reference is not None and not match_histogram,
-                 second_target=second_target)
-    prepared = prepare(named, mask=mask, register=register, n4=n4, skull_strip=skull_strip)
-    ref_code = reference_style_or_none(engine, style_reference, plane)
-    style = style_code(engine, tgt, ref_code, style_alpha, second_target)
-    out = run_slices(engine, prepared, style, plane=plane, batch_size=batch_size, progress=progress)
-    mapping = output_mapping(engine, prepared, tgt, second_target, style_reference, match_histogram, calibrate)
-    out = mapping.apply(out, prepared.mask, style_alpha)
-    result = to_output_volume(out, prepared, tgt, model_id)
+        engine = load_engine(request)
+    else:
+        check_engine_for(engine, request)
+    tgt, alpha = request.target, request.alpha
+    prepared = prepare(dict(request.inputs), mask=request.mask, register=request.register, n4=request.n4,
+                       skull_strip=request.skull_strip)
+    ref_code = reference_style_or_none(engine, request.style_reference, request.plane)
+    style = style_code(engine, tgt, ref_code, alpha, request.style_target)
+    out = run_slices(engine, prepared, style, plane=request.plane, batch_size=request.batch_size, progress=progress)
+    mapping = output_mapping(engine, prepared, tgt, request.style_target, request.style_reference,
+                             request.match_histogram, request.calibrate)
+    out = mapping.apply(out, prepared.mask, alpha)
+    result = to_output_volume(out, prepared, tgt, engine.model_id)
     # what was done to the intensities, kept with the result (node attribute; NRRD/MHA header key)
     result.metadata["MRSynth.Calibration"] = (f"tone exponent {mapping.gamma:.3f} vs the model's templates"
                                               if mapping.calibrated is not None else "off")

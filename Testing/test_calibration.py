@@ -157,15 +157,16 @@ def test_preview_is_close_to_the_full_path_and_keeps_its_voxel_order(calibrated_
 
     from MRSynthLib import orientation
     from MRSynthLib.preview import PreviewSession
+    from MRSynthLib.request import SynthesisRequest
     from MRSynthLib.synthesis import synthesize
 
     engine = _engine(calibrated_bundle)
     inputs = {c: small_subject.volumes[c] for c in ("T1", "T2")}
-    session = PreviewSession(engine, inputs, "FLAIR", second_target="PD")
+    session = PreviewSession(engine, SynthesisRequest(inputs, "FLAIR", style_target="PD"))
     assert session.mapping.gamma == pytest.approx(1.0, abs=0.05)  # the template's own subject
     for alpha in (0.0, 0.6):
         full = orientation.to_canonical(synthesize(inputs, "FLAIR", engine=engine, style_alpha=alpha,
-                                                   second_target="PD"))
+                                                   style_target="PD"))
         for index in (session.n_slices // 3, session.n_slices // 2):
             prev, inside = session.synthesize_slice(alpha, index), session._mask[index]
             assert spearmanr(prev[inside], full[index][inside]).statistic > 0.999

@@ -198,7 +198,7 @@ def test_bad_input_gives_one_line_and_writes_nothing(problem, case, tiny_bundle,
     elif problem == "model-is-weights":
         model, expect = str(Path(model).with_suffix(".pt")), "tiny-test.pt: not a model card"
     elif problem == "alpha-without-reference":
-        extra, expect = ["--style-alpha", "0.5"], "--style-alpha needs --style-ref or --style-target"
+        extra, expect = ["--style-alpha", "0.5"], "--style-alpha needs --style-reference or --style-target"
     elif problem == "amp-with-onnx":
         extra, expect = ["--amp"], "--amp needs --backend torch"
     elif problem == "amp-on-cpu":

@@ -109,7 +109,7 @@ def test_odd_input_or_ignored_option_is_one_line_naming_it(problem, case, pairwi
         inputs["T2"], expect = tmp_path / "t2_link.nii.gz", "t2_link.nii.gz: given as both T1 and T2"
     elif problem == "style-ref-and-style-target":
         extra = ["--style-ref", str(case / "PD.nii.gz"), "--style-target", "PD"]
-        expect = "give --style-ref or --style-target, not both"
+        expect = "give --style-reference or --style-target, not both"
     elif problem == "style-target-is-target":
         extra, expect = ["--style-target", "t2f"], "--style-target FLAIR is the target itself"
     elif problem.startswith("batch-size"):

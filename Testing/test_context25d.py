@@ -73,8 +73,9 @@ def test_a_25d_model_trains_exports_and_reads_its_neighbours(tmp_path, small_sub
     np.testing.assert_allclose(one[z], full[z], atol=1e-5)
     # the live preview goes through the same slice loop: a 2.5D engine's preview slice is the full run's
     from MRSynthLib.preview import PreviewSession
+    from MRSynthLib.request import SynthesisRequest
 
-    session = PreviewSession(onnx, inputs, "FLAIR", calibrate=False)
+    session = PreviewSession(onnx, SynthesisRequest(inputs, "FLAIR", calibrate=False))
     np.testing.assert_allclose(session.synthesize_slice(0.0, z), full[z], atol=1e-5)
     prepared.stack[:, z + 1] = prepared.stack[:, z + 1][..., ::-1].copy()  # only a neighbour changes
     moved = run_slices(onnx, prepared, style, indices=[z])

@@ -15,7 +15,7 @@ from mrsynth_train.config import TrainConfig, from_dict
 from mrsynth_train.evaluate import RecipeBackend
 from mrsynth_train.export import export_run
 from mrsynth_train.runs import load_run
-from mrsynth_train.templates import attach_templates
+from mrsynth_train.templates import run_settings
 from mrsynth_train.trainer import train
 from MRSynthLib.contrasts import CONTRASTS
 from MRSynthLib.errors import MRSynthError
@@ -45,7 +45,7 @@ def test_exported_graph_matches_torch_predict(name, bundles, small_subject):
     run, card_path, card = bundles[name]
     engine = load_backend(resolve_model(str(card_path)), "onnx", "cpu")
     recipe, _ = load_run(run)
-    reference = RecipeBackend(recipe)
+    reference = RecipeBackend(recipe, run_settings(run, calibrate=False))
     assert engine.intensity_templates is not None  # the run's templates reached the card
     inputs = {c: small_subject.volumes[c] for c in ("T1", "T2")}  # each default pair has a partner here
     for target in ("T1Gd", "FLAIR"):
@@ -64,13 +64,16 @@ def test_onehot_graph_accepts_any_input_subset(bundles, small_subject):
     """The traced Hyper-GAN graph encodes every contrast: a different subset must still match torch."""
     run, card_path, _ = bundles["hypergan"]
     engine = load_backend(resolve_model(str(card_path)), "onnx", "cpu")
-    reference = RecipeBackend(load_run(run)[0])
+    recipe = load_run(run)[0]
+    reference = RecipeBackend(recipe, run_settings(run, calibrate=False))
     reference.target = CONTRASTS.index("T2")
     inputs = {"FLAIR": small_subject.volumes["FLAIR"]}
     a = synthesize(inputs, "T2", engine=engine, calibrate=False).array
     b = synthesize(inputs, "T2", engine=reference).array
     assert np.abs(a - b).max() < 1e-4
-    c = synthesize(inputs, "T2", engine=attach_templates(reference, run)).array  # the same postprocessing
+    calibrated = RecipeBackend(recipe, run_settings(run))  # the run's templates: the same postprocessing
+    calibrated.target = reference.target
+    c = synthesize(inputs, "T2", engine=calibrated).array
     assert np.abs(synthesize(inputs, "T2", engine=engine).array - c).max() < 1e-2
 
 
@@ -141,11 +144,12 @@ def test_cli_runs_an_exported_pairwise_model(bundles, small_subject, tmp_path):
 
 def test_preview_session_refuses_what_the_model_cannot_do(bundles, small_subject):
     from MRSynthLib.preview import PreviewSession
+    from MRSynthLib.request import SynthesisRequest
 
     engine = load_backend(resolve_model(str(bundles["cyclegan"][1])), "onnx", "cpu")
     with pytest.raises(MRSynthError, match="synthesizes T1Gd from T1"):
-        PreviewSession(engine, {"T2": small_subject.volumes["T2"]}, "T1Gd")
-    session = PreviewSession(engine, {"T1": small_subject.volumes["T1"]}, "T1Gd")
+        PreviewSession(engine, SynthesisRequest({"T2": small_subject.volumes["T2"]}, "T1Gd"))
+    session = PreviewSession(engine, SynthesisRequest({"T1": small_subject.volumes["T1"]}, "T1Gd"))
     assert session.synthesize_slice(0.0, session.n_slices // 2).max() > 0
 
 

@@ -7,9 +7,12 @@ Only Slicer's GUI process is imitated (``slicer_gui_fakes``); the scene, nodes, 
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
+
+from MRSynthLib.request import SynthesisRequest
 
 pytest.importorskip("slicer")
 
@@ -107,8 +110,8 @@ def test_a_new_subject_is_prepared_off_the_main_thread(module, small_subject, ti
     assert not widget.previewPrepTimer.active
     drawn = slicer.util.arrayFromVolume(widget._parameterNode.outputVolume).copy()
     fresh = mod.MRSynthLogic()  # the blocking console path, prepared from scratch, at the moved slice
-    expected = slicer.util.arrayFromVolume(fresh.previewSlice(nodes, widget._parameterNode.target, 0.0,
-                                                              tuple(moved), **widget.options()))
+    expected = slicer.util.arrayFromVolume(fresh.previewSlice(replace(widget.request(), output=None),
+                                                              tuple(moved)))
     assert drawn.any() and np.array_equal(drawn, expected)
 
     def failing(*args, **kwargs):
@@ -136,19 +139,20 @@ def test_preview_never_writes_unlabelled_slices(module, small_subject, tiny_bund
     logic = make_widget(mod).logic
     acquired = add_node(slicer, "acquired FLAIR", small_subject.volumes["FLAIR"])
     centre = tuple(centre_of(small_subject.volumes["T1"]))
-    out = logic.previewSlice(nodes, "FLAIR", 0.5, centre, output=acquired, model=str(tiny_bundle), device="cpu")
+    request = SynthesisRequest(nodes, "FLAIR", model=str(tiny_bundle), device="cpu")
+    out = logic.previewSlice(replace(request, output=acquired), centre)
     assert out is acquired and acquired.GetAttribute("MRSynth.Synthetic") == "1"
     assert acquired.GetAttribute("MRSynth.Preview") == "1" and "LIVE PREVIEW" in acquired.GetDescription()
     assert "SYNTHETIC FLAIR" in acquired.GetDescription()
     full = logic.synthesize(nodes, "FLAIR", model=str(tiny_bundle), device="cpu")
     assert full.GetAttribute("MRSynth.Preview") is None and "LIVE PREVIEW" not in full.GetDescription()
     before = slicer.util.arrayFromVolume(full).copy()
-    logic.previewSlice(nodes, "FLAIR", 1.0, centre, output=full, model=str(tiny_bundle), device="cpu")
+    logic.previewSlice(replace(request, output=full, style_target="PD", style_alpha=1.0), centre)
     after = slicer.util.arrayFromVolume(full)
     changed = np.argwhere((after != before).any(axis=(1, 2)))
     assert len(changed) <= 1 and after.any()  # one slice re-synthesized, the rest of Apply's volume kept
     assert full.GetAttribute("MRSynth.Preview") == "1" and full.GetDescription().count("LIVE PREVIEW") == 1
-    logic.previewSlice(nodes, "FLAIR", 0.0, centre, output=full, model=str(tiny_bundle), device="cpu")
+    logic.previewSlice(replace(request, output=full), centre)
     assert full.GetDescription().count("LIVE PREVIEW") == 1  # labelled once
 
 

@@ -13,15 +13,18 @@ import re
 import shutil
 import sys
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+
+from MRSynthLib.contrasts import CONTRASTS
+from MRSynthLib.request import SynthesisRequest
 
 ROOT = Path(__file__).resolve().parents[1]
 UI = ROOT / "MRSynth" / "Resources" / "UI" / "MRSynth.ui"
 MODULE = ROOT / "MRSynth" / "MRSynth.py"
 PARAMETERS = ROOT / "MRSynth" / "MRSynthSlicerLib" / "Parameters.py"
-CONTRASTS = ("T1", "T1Gd", "T2", "PD", "FLAIR")
 
 # what a method call on self.ui.<name> requires of the widget's declared class
 METHOD_CLASSES = {
@@ -128,10 +131,14 @@ def test_parameter_bindings_match_the_parameter_node(ui_xml, code_names):
 
 
 def test_slicer_docs_console_api_names_every_argument_of_synthesize():
-    """docs/slicer.md's console section lists every argument of ``logic.synthesize`` (calibrate included)."""
+    """docs/slicer.md's console section lists every option of ``logic.synthesize``: its own arguments and
+    the request fields Slicer runs (not backend/amp: inside Slicer it is ONNX Runtime only)."""
+    from dataclasses import fields
+
     tree = ast.parse((ROOT / "MRSynth" / "MRSynthSlicerLib" / "Logic.py").read_text(encoding="utf-8"))
     fn = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "synthesize")
     names = [a.arg for a in fn.args.args if a.arg not in ("self", "inputs")]
+    names += [f.name for f in fields(SynthesisRequest) if f.name not in ("inputs", "target", "extras", "backend", "amp")]
     readme = (ROOT / "docs" / "slicer.md").read_text(encoding="utf-8")
     section = readme.split("### Console and script API", 1)[1].split("\n### ", 1)[0]
     missing = [n for n in names if f"`{n}`" not in section and f"{n}=" not in section]
@@ -207,21 +214,20 @@ def test_logic_console_api_background_and_preview_agree(module, small_subject, t
     nodes = _scene_inputs(slicer, small_subject)
     assert set(logic.autoFill()) == {"T1", "T2"}
     assert logic.missingDependencies() == []
-    console = logic.synthesize({"T1": nodes["T1"], "T2": nodes["T2"]}, target="FLAIR", reference=None,
-                               styleAlpha=0.0, model=str(tiny_bundle), device="cpu")
+    console = logic.synthesize({"T1": nodes["T1"], "T2": nodes["T2"]}, target="FLAIR", style_reference=None,
+                               model=str(tiny_bundle), device="cpu")
     assert console.GetName() == "sub-01_T1w FLAIR (synthetic)" and console.GetAttribute("MRSynth.Model") == "tiny-test"
-    process = logic.startBackground(nodes, "FLAIR", str(tmp_path), model=str(tiny_bundle), device="cpu")
+    request = SynthesisRequest(nodes, "FLAIR", model=str(tiny_bundle), device="cpu")
+    process = logic.startBackground(request, str(tmp_path))
     assert process.wait(timeout=120).state == "finished"
-    panel = logic.loadResult(process, nodes)
+    panel = logic.loadResult(process, request)
     np.testing.assert_allclose(slicer.util.arrayFromVolume(panel), slicer.util.arrayFromVolume(console), atol=1e-6)
     # live preview: the slice through the volume centre, written into the existing output node
     centre = small_subject.volumes["T1"].affine_ras @ np.r_[np.array(small_subject.volumes["T1"].size_ijk) / 2, 1]
-    out = logic.previewSlice(nodes, "FLAIR", 0.0, tuple(centre[:3]), output=panel, model=str(tiny_bundle),
-                             device="cpu")
+    out = logic.previewSlice(replace(request, output=panel), tuple(centre[:3]))
     assert out is panel
     np.testing.assert_allclose(slicer.util.arrayFromVolume(panel), slicer.util.arrayFromVolume(console), atol=1e-6)
-    out = logic.previewSlice(nodes, "FLAIR", 1.0, tuple(centre[:3]), output=panel, model=str(tiny_bundle),
-                             device="cpu", secondTarget="PD")
+    out = logic.previewSlice(replace(request, output=panel, style_target="PD", style_alpha=1.0), tuple(centre[:3]))
     changed = np.abs(slicer.util.arrayFromVolume(panel) - slicer.util.arrayFromVolume(console)) > 1e-4
     assert changed.any() and len(np.unique(np.nonzero(changed)[0])) == 1  # exactly one axial slice redrawn
 
@@ -284,7 +290,7 @@ def test_an_engine_loaded_while_the_cache_is_cleared_is_not_kept(module, tiny_bu
     logic.clearCache()
     release.set()
     worker.join(30)
-    assert loaded and loaded[0][1] == "tiny-test"  # the worker got its engine...
+    assert loaded and loaded[0].model_id == "tiny-test"  # the worker got its engine...
     assert logic._engines == {}  # not put back: the cleared model cannot be used from the cache again
     monkeypatch.setattr(registry, "load_backend", real)
 

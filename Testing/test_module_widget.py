@@ -14,6 +14,8 @@ import warnings
 import numpy as np
 import pytest
 
+from MRSynthLib.contrasts import CONTRASTS
+
 pytest.importorskip("slicer")
 
 from slicer_module_harness import (  # noqa: E402
@@ -25,8 +27,6 @@ from slicer_module_harness import (  # noqa: E402
     subject_nodes,
     use_model,
 )
-
-CONTRASTS = ("T1", "T1Gd", "T2", "PD", "FLAIR")
 
 
 @pytest.fixture()
@@ -188,7 +188,7 @@ def test_model_and_device_are_restored_from_the_parameter_node(module, small_sub
     assert p.model.endswith("tiny-test.json")
     again = make_widget(mod)  # a new panel on the same scene (e.g. after loading the saved scene)
     assert again.ui.modelComboBox.currentData == p.model and again.ui.deviceComboBox.currentText == "cpu"
-    assert again.options()["model"] == p.model and again.options()["device"] == "cpu"
+    assert again.request().model == p.model and again.request().device == "cpu"
     again.logic.clearCache()
     again.refreshModels()  # the saved model is gone: the default, with a line saying so
     assert p.model == "" and again.ui.modelComboBox.currentText == "default"
@@ -251,12 +251,12 @@ def test_panel_state_survives_saving_and_reopening_the_scene(module, small_subje
     loaded = {c: n.GetName() for c, n in p.inputs().items()}
     assert loaded == {c: n.GetName() for c, n in nodes.items()}
     assert (p.target, p.secondTarget, p.styleAlpha, p.batchSize, p.calibrateIntensities) == ("PD", "FLAIR", 0.7, 3, False)
-    assert p.model == saved.options["model"] and p.device == "cpu"
+    assert p.model == saved.model and p.device == "cpu"
     assert ui.targetComboBox.currentText == "PD" and ui.styleAlphaSlider.value == 0.7  # the panel shows it
     assert ui.modelComboBox.currentText == "tiny-test (imported)" and ui.deviceComboBox.currentText == "cpu"
     again = widget.request()
-    assert (again.target, again.styleAlpha, again.options["secondTarget"], again.options["calibrate"]) == \
-        (saved.target, saved.styleAlpha, saved.options["secondTarget"], saved.options["calibrate"])
+    assert (again.target, again.style_alpha, again.style_target, again.calibrate) == \
+        (saved.target, saved.style_alpha, saved.style_target, saved.calibrate) == ("PD", 0.7, "FLAIR", False)
 
 
 def test_the_results_notes_reach_the_panels_log(module, small_subject):

@@ -20,6 +20,13 @@ from MRSynthLib.mrml import (  # noqa: E402
     synthesize_nodes,
     volume_from_node,
 )
+from MRSynthLib.request import SynthesisRequest  # noqa: E402
+
+
+def run_nodes(inputs=None, target=None, engine=None, scene=None, progress=None, **options):
+    """The console's form: a request made from nodes and options, synthesized into a node."""
+    return synthesize_nodes(SynthesisRequest(inputs, target, **options), engine=engine, progress=progress,
+                            scene=scene)
 
 
 def _rotation(seed: int) -> np.ndarray:
@@ -98,7 +105,7 @@ def subject_scene(small_subject, case: str, contrasts=("T1", "T2")):
 @pytest.mark.parametrize("case", ["axis", "permuted", "oblique", "lefthanded"])
 def test_output_lies_exactly_on_first_input(small_subject, engine, case):
     scene, nodes, _ = subject_scene(small_subject, case)
-    out = synthesize_nodes(nodes, "FLAIR", engine=engine, scene=scene)
+    out = run_nodes(nodes, "FLAIR", engine=engine, scene=scene)
     first = nodes["T1"]
     assert np.array_equal(matrix(out), matrix(first))
     assert out.GetImageData().GetDimensions() == first.GetImageData().GetDimensions()
@@ -112,7 +119,7 @@ def test_same_physical_image_gives_same_output_whatever_the_storage(small_subjec
     results = {}
     for case in ("axis", "permuted", "lefthanded"):
         scene, nodes, (axes, flips) = subject_scene(small_subject, case)
-        out = slicer.util.arrayFromVolume(synthesize_nodes(nodes, "FLAIR", engine=engine, scene=scene))
+        out = slicer.util.arrayFromVolume(run_nodes(nodes, "FLAIR", engine=engine, scene=scene))
         results[case] = out
         expected_storage = store(results["axis"], axes, flips)
         np.testing.assert_allclose(out, expected_storage, atol=1e-5)
@@ -125,7 +132,7 @@ def test_node_is_labelled_synthetic_and_placed_in_the_study(small_subject, engin
     study = sh.CreateStudyItem(patient, "MR study")
     for node in nodes.values():  # what Slicer's hierarchy plugins do when data is loaded into a study
         sh.CreateItem(study, node)
-    out = synthesize_nodes(nodes, "t2f", engine=engine, scene=scene, style_alpha=0.5, second_target="T1")
+    out = run_nodes(nodes, "t2f", engine=engine, scene=scene, style_alpha=0.5, style_target="T1")
     assert out.GetAttribute("MRSynth.Synthetic") == "1"
     assert out.GetAttribute("MRSynth.Contrast") == "FLAIR"
     assert out.GetAttribute("MRSynth.Inputs") == "T1,T2"
@@ -133,17 +140,17 @@ def test_node_is_labelled_synthetic_and_placed_in_the_study(small_subject, engin
     assert "gadolinium" not in out.GetDescription()
     assert sh.GetItemParent(sh.GetItemByDataNode(out)) == study
     # a second run never overwrites the first result: a new unique name
-    again = synthesize_nodes(nodes, "FLAIR", engine=engine, scene=scene)
+    again = run_nodes(nodes, "FLAIR", engine=engine, scene=scene)
     assert again.GetID() != out.GetID() and again.GetName() != out.GetName()
 
 
 def test_style_alpha_changes_output_and_existing_output_is_filled(small_subject, engine):
     scene, nodes, _ = subject_scene(small_subject, "axis")
-    out = synthesize_nodes(nodes, "FLAIR", engine=engine, scene=scene)
+    out = run_nodes(nodes, "FLAIR", engine=engine, scene=scene)
     before = slicer.util.arrayFromVolume(out).copy()
     n_nodes = scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")
-    same = synthesize_nodes(nodes, "FLAIR", output=out, engine=engine, scene=scene, style_alpha=1.0,
-                            second_target="PD")
+    same = run_nodes(nodes, "FLAIR", output=out, engine=engine, scene=scene, style_alpha=1.0,
+                            style_target="PD")
     assert same is out and scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == n_nodes
     assert np.abs(slicer.util.arrayFromVolume(out) - before).max() > 1e-3
 
@@ -154,9 +161,9 @@ def test_histogram_matching_from_nodes_equals_the_library_path(small_subject, en
 
     scene, nodes, _ = subject_scene(small_subject, "axis")
     ref = add_volume(scene, "other FLAIR", small_subject.volumes["PD"].array.copy(), matrix(nodes["T1"]))
-    out = synthesize_nodes(nodes, "FLAIR", engine=engine, scene=scene, reference=ref, style_alpha=1.0,
+    out = run_nodes(nodes, "FLAIR", engine=engine, scene=scene, style_reference=ref, style_alpha=1.0,
                            match_histogram=True)
-    plain = synthesize_nodes(nodes, "FLAIR", engine=engine, scene=scene, reference=ref, style_alpha=1.0)
+    plain = run_nodes(nodes, "FLAIR", engine=engine, scene=scene, style_reference=ref, style_alpha=1.0)
     volumes = {c: volume_from_node(n, c) for c, n in nodes.items()}
     lib = synthesize(volumes, "FLAIR", engine=engine, style_reference=volume_from_node(ref, "reference"),
                      style_alpha=1.0, match_histogram=True)
@@ -174,7 +181,7 @@ def test_cancel_mid_run_leaves_no_node(small_subject, engine):
         return done < total // 2  # stop half-way
 
     with pytest.raises(CancelledError):
-        synthesize_nodes(nodes, "FLAIR", engine=engine, scene=scene, progress=progress, batch_size=2)
+        run_nodes(nodes, "FLAIR", engine=engine, scene=scene, progress=progress, batch_size=2)
     assert len(calls) >= 2 and scene.GetNumberOfNodes() == count
 
 
@@ -193,11 +200,12 @@ def test_bad_inputs_give_one_clear_line_and_leave_inputs_untouched(small_subject
         (dict(inputs={"T1": nodes["T1"], "T2": None}, target="FLAIR"), "no volume selected for T2"),
         (dict(inputs={}, target="FLAIR"), "no inputs"),
         (dict(inputs=nodes, target="T3"), "unknown contrast 'T3'"),
-        (dict(inputs=nodes, target="FLAIR", style_alpha=1.5), "style alpha must lie in [0, 1]"),
+        (dict(inputs=nodes, target="FLAIR", style_target="PD", style_alpha=1.5), "must lie in [0, 1]"),
+        (dict(inputs=nodes, target="FLAIR", style_alpha=0.5), "--style-alpha needs"),
     ]
     for kwargs, message in cases:
         with pytest.raises(MRSynthError) as err:
-            synthesize_nodes(engine=engine, scene=scene, **kwargs)
+            run_nodes(engine=engine, scene=scene, **kwargs)
         assert message in str(err.value) and "\n" not in str(err.value)
     assert scene.GetNumberOfNodes() == count
     for c, node in nodes.items():
@@ -244,7 +252,7 @@ def test_panel_console_and_cli_give_the_same_voxels(small_subject, request, mode
                "--target", "FLAIR", "--output", str(out_file), "--model", str(tiny_bundle), "--quiet",
                "--device", "cpu"])
     assert rc == 0
-    node_out = slicer.util.arrayFromVolume(synthesize_nodes(nodes, "FLAIR", model=str(tiny_bundle), scene=scene,
+    node_out = slicer.util.arrayFromVolume(run_nodes(nodes, "FLAIR", model=str(tiny_bundle), scene=scene,
                                                             device="cpu"))
     cli_out = array_on_grid(read_volume(out_file), grid_of(nodes["T1"]))
     np.testing.assert_allclose(node_out, cli_out, atol=1e-6)
@@ -256,12 +264,12 @@ def test_panel_background_path_gives_the_same_voxels(small_subject, request, mod
     """Panel Apply: nodes → NRRD → `mrsynth` process → output node, equal to the in-process node path,
     and labelled with what was done to the intensities."""
     tiny_bundle = request.getfixturevalue(model)
-    from MRSynthLib.mrml import job_parameters, write_output_node
+    from MRSynthLib.mrml import job_request, write_output_node
     from MRSynthLib.process import SynthesisProcess
 
     scene, nodes, _ = subject_scene(small_subject, case)
-    params = job_parameters(nodes, "FLAIR", tmp_path, model=str(tiny_bundle), device="cpu", style_alpha=0.3,
-                            style_target="PD")
+    params = job_request(SynthesisRequest(nodes, "FLAIR", model=str(tiny_bundle), device="cpu", style_alpha=0.3,
+                                          style_target="PD"), tmp_path)
     for path in params.inputs.values():  # written on Slicer's main thread: raw, not gzip (~20× faster)
         assert b"encoding: raw" in Path(path).read_bytes()[:1000]
     proc = SynthesisProcess()
@@ -269,8 +277,8 @@ def test_panel_background_path_gives_the_same_voxels(small_subject, request, mod
     status = proc.wait(timeout=120)
     assert status.state == "finished", status.error
     panel = write_output_node(proc.result(), nodes["T1"], scene=scene)
-    console = synthesize_nodes(nodes, "FLAIR", model=str(tiny_bundle), scene=scene, device="cpu", style_alpha=0.3,
-                               second_target="PD")
+    console = run_nodes(nodes, "FLAIR", model=str(tiny_bundle), scene=scene, device="cpu", style_alpha=0.3,
+                               style_target="PD")
     assert np.array_equal(matrix(panel), matrix(nodes["T1"]))
     assert panel.GetAttribute("MRSynth.Model") == "tiny-test" and panel.GetAttribute("MRSynth.Synthetic") == "1"
     calibration = panel.GetAttribute("MRSynth.Calibration")
@@ -281,21 +289,21 @@ def test_panel_background_path_gives_the_same_voxels(small_subject, request, mod
 
 def test_a_synthetic_t1gd_says_it_shows_no_real_enhancement(small_subject, engine):
     scene, nodes, _ = subject_scene(small_subject, "axis")
-    out = synthesize_nodes({"T1": nodes["T1"], "T2": nodes["T2"]}, "T1Gd", engine=engine, scene=scene)
+    out = run_nodes({"T1": nodes["T1"], "T2": nodes["T2"]}, "T1Gd", engine=engine, scene=scene)
     assert "gadolinium enhancement cannot truly be synthesized" in out.GetDescription()
 
 
 def test_background_path_never_writes_into_an_input(small_subject, engine, tmp_path):
     """Apply's two steps refuse an input (or reference/mask) as output: before the job is written, and
     again when the result is written back (the selection may have changed while the process ran)."""
-    from MRSynthLib.mrml import job_parameters, write_output_node
+    from MRSynthLib.mrml import job_request, write_output_node
 
     scene, nodes, _ = subject_scene(small_subject, "axis")
     reference = add_volume(scene, "ref", small_subject.volumes["FLAIR"].array, matrix(nodes["T1"]))
     before = {c: slicer.util.arrayFromVolume(n).copy() for c, n in nodes.items()}
     for output, role in ((nodes["T2"], "T2"), (reference, "reference")):
         with pytest.raises(MRSynthError, match=f"is the {role} volume.*inputs are never overwritten"):
-            job_parameters(nodes, "FLAIR", tmp_path, reference=reference, output_node=output)
+            job_request(SynthesisRequest(nodes, "FLAIR", style_reference=reference, output=output), tmp_path)
     assert not list(tmp_path.iterdir())  # refused before any file was written
     result = volume_from_node(nodes["T1"])
     for output, protected in ((nodes["T1"], None), (nodes["T2"], nodes), (reference, {"reference": reference})):
@@ -307,11 +315,11 @@ def test_background_path_never_writes_into_an_input(small_subject, engine, tmp_p
 
 def test_default_output_name_uses_the_subject_of_the_subject_hierarchy(small_subject, engine):
     scene, nodes, _ = subject_scene(small_subject, "axis")
-    assert synthesize_nodes(nodes, "FLAIR", engine=engine, scene=scene).GetName() == "sub01 T1 FLAIR (synthetic)"
+    assert run_nodes(nodes, "FLAIR", engine=engine, scene=scene).GetName() == "sub01 T1 FLAIR (synthetic)"
     sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
     study = sh.CreateStudyItem(sh.CreateSubjectItem(sh.GetSceneItemID(), "Patient 7"), "MR brain")
     for node in nodes.values():
         sh.CreateItem(study, node)
-    out = synthesize_nodes(nodes, "FLAIR", engine=engine, scene=scene)
+    out = run_nodes(nodes, "FLAIR", engine=engine, scene=scene)
     assert out.GetName() == "Patient 7 FLAIR (synthetic)"
     assert sh.GetItemParent(sh.GetItemByDataNode(out)) == study

@@ -85,14 +85,14 @@ def test_a_second_run_cannot_silently_replace_the_first_runs_output(when, case, 
             b_result[0] = main(b_argv)
 
     if force:
-        real_synthesize = MRSynthLib.synthesis.synthesize
+        real_run = MRSynthLib.synthesis.run_request
 
         def synthesize_then_b(*args, **kw):
-            result = real_synthesize(*args, **kw)
+            result = real_run(*args, **kw)
             run_b_once()
             return result
 
-        monkeypatch.setattr(MRSynthLib.synthesis, "synthesize", synthesize_then_b)
+        monkeypatch.setattr(MRSynthLib.synthesis, "run_request", synthesize_then_b)
     else:
         real_write = sitk.WriteImage
 

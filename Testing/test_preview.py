@@ -8,6 +8,7 @@ import pytest
 from MRSynthLib import orientation
 from MRSynthLib.errors import MRSynthError
 from MRSynthLib.preview import PreviewSession, canonical_view
+from MRSynthLib.request import SynthesisRequest
 from MRSynthLib.synthesis import synthesize
 from MRSynthLib.volume import Volume
 
@@ -32,9 +33,9 @@ def _inputs(subject, direction: np.ndarray, names=("T1", "T2")) -> dict[str, Vol
 @pytest.mark.parametrize("kind", list(DIRECTIONS))
 def test_slice_equals_full_volume_path(small_subject, engine, kind):
     inputs = _inputs(small_subject, DIRECTIONS[kind])
-    session = PreviewSession(engine, inputs, "FLAIR", second_target="PD")
+    session = PreviewSession(engine, SynthesisRequest(inputs, "FLAIR", style_target="PD"))
     for alpha in (0.0, 0.35, 1.0):
-        full = synthesize(inputs, "FLAIR", engine=engine, style_alpha=alpha, second_target="PD")
+        full = synthesize(inputs, "FLAIR", engine=engine, style_alpha=alpha, style_target="PD")
         canon = orientation.to_canonical(full)
         for index in (session.n_slices // 2, session.n_slices // 3, 0):
             np.testing.assert_allclose(session.synthesize_slice(alpha, index), canon[index], atol=2e-6)
@@ -43,7 +44,7 @@ def test_slice_equals_full_volume_path(small_subject, engine, kind):
 def test_reference_style_slice_matches_and_alpha_matters(small_subject, engine):
     inputs = _inputs(small_subject, np.eye(3))
     reference = small_subject.volumes["PD"]
-    session = PreviewSession(engine, inputs, "FLAIR", reference=reference)
+    session = PreviewSession(engine, SynthesisRequest(inputs, "FLAIR", style_reference=reference))
     mid = session.n_slices // 2
     a0, a1 = session.synthesize_slice(0.0, mid).copy(), session.synthesize_slice(1.0, mid).copy()
     assert np.abs(a0 - a1).max() > 1e-3
@@ -54,7 +55,7 @@ def test_reference_style_slice_matches_and_alpha_matters(small_subject, engine):
 @pytest.mark.parametrize("kind", list(DIRECTIONS))
 def test_index_from_ras_finds_the_slice_through_a_voxel(small_subject, engine, kind):
     inputs = _inputs(small_subject, DIRECTIONS[kind])
-    session = PreviewSession(engine, inputs, "FLAIR")
+    session = PreviewSession(engine, SynthesisRequest(inputs, "FLAIR"))
     first = inputs["T1"]
     for ijk in ((5, 7, 9), (20, 30, 40), (47, 0, 10)):
         marker = np.zeros(first.array.shape, dtype=np.uint8)
@@ -72,7 +73,7 @@ def test_canonical_view_writes_through_to_the_node_buffer(small_subject, engine,
     view = canonical_view(buffer, first)
     assert np.shares_memory(view, buffer)
     np.testing.assert_array_equal(canonical_view(first.array, first), orientation.to_canonical(first))
-    session = PreviewSession(engine, inputs, "FLAIR")
+    session = PreviewSession(engine, SynthesisRequest(inputs, "FLAIR"))
     mid = session.n_slices // 2
     session.synthesize_slice(0.5, mid)
     session.write_slice(buffer, mid)
@@ -83,13 +84,13 @@ def test_canonical_view_writes_through_to_the_node_buffer(small_subject, engine,
 
 def test_preview_volume_is_labelled_and_bad_index_refused(small_subject, engine):
     inputs = _inputs(small_subject, np.eye(3))
-    session = PreviewSession(engine, inputs, "FLAIR")
+    session = PreviewSession(engine, SynthesisRequest(inputs, "FLAIR"))
     vol = session.volume()
     assert vol.same_grid(inputs["T1"]) and vol.metadata["MRSynth.Synthetic"] == "1"
     with pytest.raises(MRSynthError, match="outside the volume"):
         session.synthesize_slice(0.0, session.n_slices)
     with pytest.raises(MRSynthError, match="also given as an input"):
-        PreviewSession(engine, inputs, "T2")
+        PreviewSession(engine, SynthesisRequest(inputs, "T2"))
 
 
 def test_histogram_matching_moves_the_slice_toward_the_reference(small_subject, engine):
@@ -100,7 +101,8 @@ def test_histogram_matching_moves_the_slice_toward_the_reference(small_subject, 
     inputs = _inputs(small_subject, np.eye(3))
     reference = small_subject.volumes["PD"]
     ref_q = reference_quantiles(reference, 101)[[25, 50, 75]]
-    session = PreviewSession(engine, inputs, "FLAIR", reference=reference, match_histogram=True)
+    session = PreviewSession(engine, SynthesisRequest(inputs, "FLAIR", style_reference=reference,
+                                                      match_histogram=True))
     mid = session.n_slices // 2
     brain = orientation.slices_first(session.prepared.mask, "axial")[mid]
     gaps = []
@@ -112,5 +114,5 @@ def test_histogram_matching_moves_the_slice_toward_the_reference(small_subject, 
     full = orientation.to_canonical(synthesize(inputs, "FLAIR", engine=engine, style_reference=reference,
                                                style_alpha=1.0, match_histogram=True))[mid][brain]
     assert np.abs(np.median(full) - ref_q[1]) < 0.1
-    with pytest.raises(MRSynthError, match="needs a reference"):
-        PreviewSession(engine, inputs, "FLAIR", match_histogram=True)
+    with pytest.raises(MRSynthError, match="needs a style reference"):
+        PreviewSession(engine, SynthesisRequest(inputs, "FLAIR", match_histogram=True))

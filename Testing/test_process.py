@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,8 @@ import pytest
 from MRSynthLib.cli import build_parser
 from MRSynthLib.errors import MRSynthError
 from MRSynthLib.io import write_volume
-from MRSynthLib.process import SynthesisParameters, SynthesisProcess, parse_progress
+from MRSynthLib.process import SynthesisProcess, parse_progress
+from MRSynthLib.request import SynthesisRequest, request_from_args
 
 
 def _poll_until(proc: SynthesisProcess, done, timeout: float = 120.0):
@@ -50,23 +52,26 @@ def case(tmp_path_factory, small_subject):
     return d
 
 
-def test_arg_list_round_trips_through_the_cli_parser():
-    params = SynthesisParameters(inputs={"T1": "/a/t1.nrrd", "T2": "/a/t2 w.nrrd"}, target="FLAIR",
-                                 output="/o/out.nrrd", model="tiny", device="cpu", mask="/a/m.nrrd",
-                                 style_ref="/a/ref.nrrd", style_alpha=0.25, style_target="PD", register=True,
-                                 batch_size=3)
-    ns = build_parser().parse_args(params.as_arg_list())
-    assert ns.input == ["T1=/a/t1.nrrd", "T2=/a/t2 w.nrrd"] and ns.target == "FLAIR"
-    assert (ns.model, ns.device, ns.mask, ns.style_ref, ns.style_target) == ("tiny", "cpu", "/a/m.nrrd",
-                                                                            "/a/ref.nrrd", "PD")
-    assert ns.style_alpha == 0.25 and ns.register and ns.batch_size == 3 and ns.force
-    plain = build_parser().parse_args(SynthesisParameters({"T1": "x"}, "T2", "o.nrrd", force=False).as_arg_list())
-    assert plain.mask is None and plain.style_ref is None and not plain.register and not plain.force
-    assert not plain.match_histogram and not plain.no_calibrate  # calibrated by default, as in the CLI
-    raw = SynthesisParameters({"T1": "x"}, "T2", "o.nrrd", calibrate=False)
-    assert build_parser().parse_args(raw.as_arg_list()).no_calibrate
-    matched = SynthesisParameters({"T1": "x"}, "T2", "o.nrrd", style_ref="r.nrrd", match_histogram=True)
-    assert build_parser().parse_args(matched.as_arg_list()).match_histogram
+def test_every_request_field_round_trips_through_the_cli_parser():
+    """Request → argv → the CLI's own parser → request gives the same request, for every field: what the
+    panel asks is what the background process runs (a new field without its flag fails here)."""
+    full = SynthesisRequest(inputs={"T1": "/a/t1.nrrd", "T2": "/a/t2 w.nrrd"}, target="FLAIR", output="/o/out.nrrd",
+                            model="tiny", device="cpu", mask="/a/m.nrrd", style_reference="/a/ref.nrrd",
+                            style_alpha=0.25, match_histogram=True, register=True, n4=True, calibrate=False,
+                            plane="coronal", batch_size=3, extras={"force": True})
+    walk = SynthesisRequest({"t1n": "x"}, "t2w", style_target="PD", style_alpha=0.5, skull_strip=False,
+                            output="o.nrrd", extras={"quiet": True})
+    amped = SynthesisRequest({"T1": "x"}, "T2", backend="torch", device="cuda:1", amp=True, skull_strip=True,
+                             output="o.nrrd")
+    plain = SynthesisRequest({"T1": "x"}, "T2", output="o.nrrd")
+    for request in (full, walk, amped, plain):
+        back = request_from_args(build_parser().parse_args(request.to_argv()))
+        extras = {"force": bool(request.extras.get("force")), "quiet": bool(request.extras.get("quiet"))}
+        assert back == replace(request, style_alpha=request.alpha, extras=extras)
+    defaults = SynthesisRequest({"T1": "x"}, "T2")
+    for f in fields(SynthesisRequest):  # the cases above set every field away from its default
+        assert any(getattr(r, f.name) != getattr(defaults, f.name) for r in (full, walk, amped)), f.name
+    assert plain.to_argv().count("--skull-strip") == 0 and "--force" not in plain.to_argv()
 
 
 def test_parse_progress_reads_tqdm_redraws():
@@ -78,8 +83,8 @@ def test_parse_progress_reads_tqdm_redraws():
 
 def test_run_reports_progress_and_result(case, tiny_bundle, small_subject, tmp_path):
     out = tmp_path / "FLAIR.nrrd"
-    params = SynthesisParameters({"T1": str(case / "T1.nrrd"), "T2": str(case / "T2.nrrd")}, "FLAIR", str(out),
-                                 model=str(tiny_bundle), device="cpu", batch_size=1)  # many progress lines: some land between polls
+    params = SynthesisRequest({"T1": str(case / "T1.nrrd"), "T2": str(case / "T2.nrrd")}, "FLAIR", output=str(out),
+                              model=str(tiny_bundle), device="cpu", batch_size=1)  # many progress lines: some land between polls
     proc = SynthesisProcess()
     proc.start(params)
     st, seen, log = _poll_until(proc, lambda s: s.state != "running")
@@ -92,12 +97,12 @@ def test_run_reports_progress_and_result(case, tiny_bundle, small_subject, tmp_p
 
 
 def test_failure_gives_the_cli_message(case, tiny_bundle, tmp_path):
-    params = SynthesisParameters({"T1": str(case / "T1.nrrd")}, "T1", str(tmp_path / "o.nrrd"),
-                                 model=str(tiny_bundle))
+    params = SynthesisRequest({"T1": str(case / "T1.nrrd"), "T2": str(case / "gone.nrrd")}, "FLAIR",
+                              output=str(tmp_path / "o.nrrd"), model=str(tiny_bundle))
     proc = SynthesisProcess()
     proc.start(params)
     st = proc.wait(timeout=120)
-    assert st.state == "failed" and "also given as an input" in st.error
+    assert st.state == "failed" and "gone.nrrd" in st.error and "\n" not in st.error
     with pytest.raises(MRSynthError, match="no result"):
         proc.result()
 
@@ -110,8 +115,8 @@ def test_cancel_kills_the_whole_tree_and_writes_nothing(tiny_bundle, tmp_path, r
     launcher.write_text(f'#!/bin/sh\n"{sys.executable}" "$@"\necho launcher-survived >&2\n')
     launcher.chmod(0o755)
     out = tmp_path / "FLAIR.nrrd"
-    params = SynthesisParameters({"T1": str(subject / "T1.nii.gz"), "T2": str(subject / "T2.nii.gz")}, "FLAIR",
-                                 str(out), model=str(tiny_bundle), device="cpu", batch_size=1)
+    params = SynthesisRequest({"T1": str(subject / "T1.nii.gz"), "T2": str(subject / "T2.nii.gz")}, "FLAIR",
+                              output=str(out), model=str(tiny_bundle), device="cpu", batch_size=1)
     proc = SynthesisProcess(python=str(launcher))
     proc.start(params)
     st, seen, _ = _poll_until(proc, lambda s: s.state != "running" or (s.percent or 0) > 0)
@@ -127,8 +132,8 @@ def test_cancel_kills_the_whole_tree_and_writes_nothing(tiny_bundle, tmp_path, r
 
 
 def test_second_start_while_running_is_refused(case, tiny_bundle, tmp_path):
-    params = SynthesisParameters({"T1": str(case / "T1.nrrd")}, "FLAIR", str(tmp_path / "o.nrrd"),
-                                 model=str(tiny_bundle))
+    params = SynthesisRequest({"T1": str(case / "T1.nrrd")}, "FLAIR", output=str(tmp_path / "o.nrrd"),
+                              model=str(tiny_bundle))
     proc = SynthesisProcess(env={**os.environ, "PYTHONPATH": ""})
     proc.start(params)
     try:

@@ -10,36 +10,19 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import dataclass, field
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    """The panel's choices at the moment Apply was pressed."""
-
-    inputs: dict  # contrast → node
-    target: str
-    output: object | None = None  # None: create a new node when the run finishes
-    reference: object | None = None
-    styleAlpha: float = 0.0
-    options: dict = field(default_factory=dict)  # model, device, mask, batchSize, … (Logic keyword names)
-
-    @property
-    def first(self):
-        """The first input: the output is written on its grid."""
-        return next(iter(self.inputs.values()))
+from dataclasses import replace
 
 
 class BackgroundRun:
     """Starts ``logic.startBackground`` for a request; polls, cancels, loads and cleans up."""
 
-    def __init__(self, logic, request: RunRequest) -> None:
+    def __init__(self, logic, request) -> None:
+        """``request``: the panel's :class:`MRSynthLib.request.SynthesisRequest` (nodes) when Apply was pressed."""
         self.request = request
         self._logic = logic
         self.workdir: str | None = tempfile.mkdtemp(prefix="MRSynth-")
         try:
-            self.process = logic.startBackground(request.inputs, request.target, self.workdir, request.reference,
-                                                 request.styleAlpha, output=request.output, **request.options)
+            self.process = logic.startBackground(request, self.workdir)
         except BaseException:
             self.close()
             raise
@@ -50,9 +33,9 @@ class BackgroundRun:
     def load(self):
         """The finished result, written into the output taken at the start (never an input)."""
         r = self.request
-        output = r.output if r.output is not None and r.output.GetScene() is not None else None
-        return self._logic.loadResult(self.process, r.inputs, output, reference=r.reference,
-                                      mask=r.options.get("mask"))
+        if r.output is not None and r.output.GetScene() is None:  # deleted meanwhile: a new node
+            r = replace(r, output=None)
+        return self._logic.loadResult(self.process, r)
 
     def cancel(self) -> None:
         """Kill the process tree (nothing is written) and remove the work folder."""

@@ -37,18 +37,18 @@ class MRSynthLogic(ScriptedLoadableModuleLogic, InstallLogic, PreviewLogic):
         self.resetPreview()
 
     def engine(self, model=None, device: str = "auto"):
-        """The onnxruntime backend for (model, device), loaded once (inside Slicer: ONNX Runtime only)."""
+        """The onnxruntime backend for (model, device), loaded once (inside Slicer: ONNX Runtime only); it
+        carries its model's id and card settings."""
         from MRSynthLib.registry import load_backend, resolve_model
 
         key = (model, device)
         if key in self._engines:
             return self._engines[key]
         generation = self._engineGeneration  # the preview's worker may load while Clear runs
-        bundle = resolve_model(model)
-        made = (load_backend(bundle, "onnx", device), bundle.id)
+        engine = load_backend(resolve_model(model), "onnx", device)
         if generation == self._engineGeneration:
-            self._engines[key] = made
-        return made
+            self._engines[key] = engine
+        return engine
 
     # --- synthesis -------------------------------------------------------------------------------
     def autoFill(self) -> dict:
@@ -56,42 +56,36 @@ class MRSynthLogic(ScriptedLoadableModuleLogic, InstallLogic, PreviewLogic):
 
         return autofill(scene_volumes(slicer.mrmlScene))
 
-    def synthesize(self, inputs: dict, target: str, reference=None, styleAlpha: float = 0.0, output=None,
-                   model=None, device: str = "auto", secondTarget=None, mask=None, batchSize: int = 8,
-                   register: bool = False, progress=None, matchHistogram: bool = False, calibrate: bool = True):
-        """Blocking synthesis for the console and scripts; returns the new (or given) output node."""
+    def synthesize(self, inputs, target: str | None = None, progress=None, **options):
+        """Blocking synthesis for the console and scripts; returns the new (or given) output node.
+
+        ``logic.synthesize({"T1": t1, "T2": t2}, target="FLAIR", style_reference=ref, style_alpha=0.5)``:
+        the options are :class:`MRSynthLib.request.SynthesisRequest`'s fields (nodes for the images), or
+        pass one ``SynthesisRequest``."""
+        from MRSynthLib.errors import MRSynthError
         from MRSynthLib.mrml import synthesize_nodes
+        from MRSynthLib.request import SynthesisRequest
 
+        request = SynthesisRequest.of(inputs, target, **options)
+        if request.backend != "onnx":
+            raise MRSynthError("inside Slicer MRSynth runs the model in ONNX Runtime only (no backend='torch' or amp)")
         self.ensureDependencies(confirm=True)
-        engine, model_id = self.engine(model, device)
-        out = synthesize_nodes(inputs, target, output=output, reference=reference, style_alpha=styleAlpha,
-                               second_target=secondTarget, mask=mask, register=register, batch_size=batchSize,
-                               progress=progress, engine=engine, scene=slicer.mrmlScene,
-                               match_histogram=matchHistogram, calibrate=calibrate)
-        out.SetAttribute("MRSynth.Model", model_id)
-        return out
+        return synthesize_nodes(request, engine=self.engine(request.model, request.device), progress=progress,
+                                scene=slicer.mrmlScene)
 
-    def startBackground(self, inputs: dict, target: str, workdir: str, reference=None, styleAlpha: float = 0.0,
-                        output=None, model=None, device: str = "auto", secondTarget=None, mask=None,
-                        batchSize: int = 8, register: bool = False, matchHistogram: bool = False,
-                        calibrate: bool = True):
-        """Check the request (``output`` may not be an input, the reference or the mask), write the nodes
+    def startBackground(self, request, workdir: str):
+        """Check the request (its output may not be an input, the reference or the mask), write its nodes
         to ``workdir`` and start ``mrsynth synthesize`` in PythonSlicer; returns the process."""
-        from MRSynthLib.mrml import job_parameters
+        from MRSynthLib.mrml import job_request
         from MRSynthLib.process import SynthesisProcess
 
-        params = job_parameters(inputs, target, workdir, reference=reference, mask=mask, output_node=output,
-                                model=model, device=device, style_alpha=styleAlpha, style_target=secondTarget,
-                                register=register, batch_size=batchSize, match_histogram=matchHistogram,
-                                calibrate=calibrate)
         process = SynthesisProcess(python=shutil.which("PythonSlicer") or sys.executable)
-        process.start(params)
+        process.start(job_request(request, workdir))
         return process
 
-    def loadResult(self, process, inputs: dict, output=None, reference=None, mask=None):
-        """Write a finished run into ``output`` (or a new node); never into an input, reference or mask."""
-        from MRSynthLib.mrml import write_output_node
+    def loadResult(self, process, request):
+        """Write a finished run into ``request.output`` (or a new node); never into a node it read."""
+        from MRSynthLib.mrml import protected_nodes, write_output_node
 
-        first = next(iter(inputs.values()))
-        return write_output_node(process.result(), first, output=output, scene=slicer.mrmlScene,
-                                 protected={**inputs, "reference": reference, "mask": mask})
+        return write_output_node(process.result(), request.first, output=request.output, scene=slicer.mrmlScene,
+                                 protected=protected_nodes(request))

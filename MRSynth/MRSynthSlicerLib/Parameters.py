@@ -12,7 +12,9 @@ from typing import Annotated
 import slicer
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 
-CONTRASTS = ("T1", "T1Gd", "T2", "PD", "FLAIR")
+from MRSynthLib.contrasts import CONTRASTS
+from MRSynthLib.request import SynthesisRequest
+
 NO_SECOND = "(none)"
 TARGET_PREFERENCE = ("FLAIR", "T2", "T1", "PD", "T1Gd")  # auto-fill's target when FLAIR is an input; T1Gd
 # last: gadolinium enhancement cannot really be synthesized (CollaGAN), so it is never the default
@@ -43,3 +45,16 @@ class MRSynthParameterNode:
     def inputs(self) -> dict:
         """Contrast → selected node, for the contrasts that have one (in CONTRASTS order)."""
         return {c: getattr(self, f"input{c}") for c in CONTRASTS if getattr(self, f"input{c}") is not None}
+
+    def request(self) -> SynthesisRequest:
+        """The panel's choices as one engine request: the one place the parameter node's names (saved with
+        scenes, so kept) meet the engine's. A reference replaces the second contrast; α counts only when
+        it has somewhere to go (a reference or a second contrast)."""
+        hasReference = self.referenceVolume is not None
+        second = None if hasReference or self.secondTarget == NO_SECOND else self.secondTarget
+        return SynthesisRequest(
+            inputs=self.inputs(), target=self.target, style_reference=self.referenceVolume, style_target=second,
+            style_alpha=self.styleAlpha if hasReference or second else None,
+            match_histogram=self.matchHistogram and hasReference, mask=self.maskVolume, register=self.registerInputs,
+            calibrate=self.calibrateIntensities, model=self.model or None, device=self.device,
+            batch_size=self.batchSize, output=self.outputVolume)

@@ -47,10 +47,9 @@ class PreviewLogic:
         """True while a worker thread is preparing the preview (the panel polls this)."""
         return any(w is not None and w.alive for w in (self._preparation and self._preparation[1], self._dropped))
 
-    def preparePreview(self, inputs: dict, target: str, reference=None, model=None, device: str = "auto",
-                       secondTarget=None, mask=None, matchHistogram: bool = False, calibrate: bool = True,
-                       background: bool = False, **_ignored) -> bool:
-        """Make the preview ready for this request; True when it is.
+    def preparePreview(self, request, background: bool = False) -> bool:
+        """Make the preview ready for ``request`` (a :class:`MRSynthLib.request.SynthesisRequest` on
+        nodes; its α and output do not matter here); True when it is.
 
         ``background=True`` never waits for the preparation (it only reads the nodes, ~20 ms): it starts
         (or keeps) a worker for the request and returns False until that worker has finished. A worker's
@@ -58,9 +57,11 @@ class PreviewLogic:
         worker at a time: a request that changed while one runs waits for it (no pile-up of threads)."""
         from MRSynthLib.mrml import check_nodes
 
-        check_nodes(inputs, target, None, reference, mask)
-        key = (tuple((c, _ident(n)) for c, n in inputs.items()), target, _ident(reference), _ident(mask),
-               secondTarget, model, device, matchHistogram, calibrate)
+        check_nodes(request)
+        r = request
+        key = (tuple((c, _ident(n)) for c, n in r.inputs.items()), r.target, _ident(r.style_reference),
+               _ident(r.mask), r.style_target, r.model, r.device, r.match_histogram, r.calibrate, r.skull_strip,
+               r.plane)
         if key == self._previewKey:
             return True
         if self._failed is not None and self._failed[0] == key:
@@ -76,51 +77,40 @@ class PreviewLogic:
                 raise
             self._previewKey = key
             return True
-        make = self._sessionMaker(inputs, target, reference, model, device, secondTarget, mask, matchHistogram,
-                                  calibrate)
+        make = self._sessionMaker(request)
         if not background:
             self._preview, self._previewKey = make(), key
             return True
         self._preparation = (key, WorkerThread(make, "MRSynth preview"))
         return False
 
-    def _sessionMaker(self, inputs, target, reference, model, device, secondTarget, mask, matchHistogram,
-                      calibrate):
+    def _sessionMaker(self, request):
         """Read the nodes now (main thread); the returned function builds the session anywhere."""
-        from MRSynthLib.mrml import volume_from_node
+        from MRSynthLib.mrml import node_volume
         from MRSynthLib.preview import PreviewSession
 
-        volumes = {c: volume_from_node(n, c) for c, n in inputs.items()}
-        referenceVolume = volume_from_node(reference, "reference") if reference is not None else None
-        maskVolume = volume_from_node(mask, "mask", check=False) if mask is not None else None
+        volumes = request.with_sources(node_volume)
 
         def make():
-            engine, model_id = self.engine(model, device)
-            return PreviewSession(engine, volumes, target, reference=referenceVolume, second_target=secondTarget,
-                                  mask=maskVolume, model_id=model_id, match_histogram=matchHistogram,
-                                  calibrate=calibrate)
+            return PreviewSession(self.engine(request.model, request.device), volumes)
 
         return make
 
-    def previewSlice(self, inputs: dict, target: str, styleAlpha: float, ras, reference=None, output=None,
-                     model=None, device: str = "auto", secondTarget=None, mask=None, matchHistogram: bool = False,
-                     calibrate: bool = True, **_ignored):
-        """Re-synthesize the slice through ``ras`` into the output node (blocking: prepares the subject
-        first if needed; the panel calls ``preparePreview(background=True)`` before, so this is quick)."""
-        from MRSynthLib.mrml import check_nodes, mark_preview, takes_preview_slices, write_output_node
+    def previewSlice(self, request, ras):
+        """Re-synthesize the slice through ``ras`` at the request's α into its output node (blocking:
+        prepares the subject first if needed; the panel calls ``preparePreview(background=True)`` before,
+        so this is quick)."""
+        from MRSynthLib.mrml import mark_preview, protected_nodes, takes_preview_slices, write_output_node
 
-        check_nodes(inputs, target, output, reference, mask)
-        self.preparePreview(inputs, target, reference=reference, model=model, device=device,
-                            secondTarget=secondTarget, mask=mask, matchHistogram=matchHistogram, calibrate=calibrate)
-        session = self._preview
+        self.preparePreview(request)
+        session, output = self._preview, request.output
         index = session.index_from_ras(ras)
-        session.synthesize_slice(styleAlpha, index)
-        first = next(iter(inputs.values()))
-        if takes_preview_slices(output, first, session.target):
+        session.synthesize_slice(request.alpha, index)
+        if takes_preview_slices(output, request.first, session.target):
             session.write_slice(slicer.util.arrayFromVolume(output), index)
             slicer.util.arrayFromVolumeModified(output)
         else:  # a new node, an acquired volume, another target or grid: rewritten whole, labelled synthetic
-            output = write_output_node(session.volume(), first, output=output, scene=slicer.mrmlScene,
-                                       protected={**inputs, "reference": reference, "mask": mask})
+            output = write_output_node(session.volume(), request.first, output=output, scene=slicer.mrmlScene,
+                                       protected=protected_nodes(request))
         mark_preview(output)
         return output

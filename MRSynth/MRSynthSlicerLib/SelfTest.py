@@ -35,7 +35,8 @@ class MRSynthTest(ScriptedLoadableModuleTest):
         registerSampleData()
         SampleData.SampleDataLogic().downloadSamples(SAMPLE_NAME)
         inputs = {c: slicer.util.getNode(f"MRSynthSample_{c}") for c in SAMPLE_FILES}
-        from MRSynth import MRSynthLogic  # the module file imports this one: import at run time
+        from MRSynthLib.request import SynthesisRequest
+        from MRSynthSlicerLib.Logic import MRSynthLogic
 
         logic = MRSynthLogic()
         out = logic.synthesize({"T1": inputs["T1"], "T2": inputs["T2"]}, target="FLAIR")
@@ -49,10 +50,11 @@ class MRSynthTest(ScriptedLoadableModuleTest):
         out.GetIJKToRASMatrix(m_out)
         self.assertTrue(all(m_in.GetElement(r, c) == m_out.GetElement(r, c) for r in range(4) for c in range(4)))
         workdir = tempfile.mkdtemp(prefix="MRSynthTest-")
-        process = logic.startBackground({"T1": inputs["T1"], "T2": inputs["T2"]}, "FLAIR", workdir)
+        request = SynthesisRequest({"T1": inputs["T1"], "T2": inputs["T2"]}, "FLAIR")
+        process = logic.startBackground(request, workdir)
         status = process.wait(timeout=600)
         self.assertEqual(status.state, "finished", status.error)
-        panel = logic.loadResult(process, {"T1": inputs["T1"]})
+        panel = logic.loadResult(process, request)
         np.testing.assert_allclose(slicer.util.arrayFromVolume(panel), slicer.util.arrayFromVolume(out), atol=1e-5)
         shutil.rmtree(workdir, ignore_errors=True)
         self.check_preview_matches_the_full_run(logic, {"T1": inputs["T1"], "T2": inputs["T2"]})
@@ -63,13 +65,15 @@ class MRSynthTest(ScriptedLoadableModuleTest):
         previews estimate the whole-volume histogram from sample slices, so they are close, not equal)."""
         import numpy as np
 
+        from MRSynthLib.request import SynthesisRequest
+
         # on the CPU: a GPU's one-slice and batched runs may differ beyond 1e-5 (kernel choice, TF32)
         full = slicer.util.arrayFromVolume(logic.synthesize(inputs, target="FLAIR", calibrate=False, device="cpu"))
         first = inputs["T1"]
         bounds = [0.0] * 6
         first.GetRASBounds(bounds)
         centre = [(bounds[2 * i] + bounds[2 * i + 1]) / 2 for i in range(3)]
-        preview = logic.previewSlice(inputs, "FLAIR", 0.0, centre, calibrate=False, device="cpu")
+        preview = logic.previewSlice(SynthesisRequest(inputs, "FLAIR", calibrate=False, device="cpu"), centre)
         drawn = slicer.util.arrayFromVolume(preview)
         self.assertTrue((drawn != 0).any())
         np.testing.assert_allclose(drawn[drawn != 0], full[drawn != 0], atol=1e-5)

@@ -3,24 +3,39 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
+from ..errors import MRSynthError
 
-class Backend(Protocol):
-    """What the pipeline needs from a model, whatever runs it."""
 
-    name: str
-    device: str
-    mean_styles: np.ndarray  # (n_contrasts, style_dim)
-    # contrast → quantiles from the card (MRSynthLib.calibration); None: the output is not calibrated
-    intensity_templates: dict[str, np.ndarray] | None
+@dataclass(frozen=True)
+class ModelSettings:
+    """What a model's card (or a training run) says about running it, given to a backend when it is made:
+    nothing is attached or patched afterwards, so every result names the model that really made it."""
+
+    model_id: str  # the registry id, an imported card's id, or a training run's name
+    context: int = 0  # 2.5D models: k neighbouring slices on each side come as extra image channels
+    # contrast → quantiles (MRSynthLib.calibration); None: the output is not calibrated
+    intensity_templates: dict[str, np.ndarray] | None = None
     # the targets whose output is calibrated (the card's ``calibrate_targets``, chosen by site validation);
     # None: every target with a template
+    calibrate_targets: frozenset[str] | None = None
+
+
+class Backend(Protocol):
+    """What the pipeline needs from a model, whatever runs it (every attribute is set at construction)."""
+
+    name: str  # the runtime: onnxruntime, torch
+    device: str  # where it really runs
+    model_id: str
+    mean_styles: np.ndarray  # (n_contrasts, style_dim)
+    intensity_templates: dict[str, np.ndarray] | None  # see ModelSettings
     calibrate_targets: frozenset[str] | None
-    # 2.5D models: k neighbouring slices on each side come as extra image channels (0: plain 2D; optional)
     context: int
+    has_style_encoder: bool
 
     def generate(self, images: np.ndarray, available: np.ndarray, style: np.ndarray) -> np.ndarray:
         """(N, C·(1+2k), H, W) float32 (see ``nets.unified.images_with_context``), (N, C) float32,
@@ -31,14 +46,37 @@ class Backend(Protocol):
         """(N, 1, H, W) → (N, S) style codes."""
         ...
 
+    def check(self, inputs: list[str], target: str, style_ref: bool = False,
+              style_target: str | None = None) -> None:
+        """Refuse, before any image work, what this model cannot do (one line, ``MRSynthError``)."""
+        ...
 
-def check_engine(engine: Backend, inputs: Sequence[str], target: str, style_ref: bool = False,
-                 second_target: str | None = None) -> None:
-    """Refuse, before any image work, what this model cannot do (e.g. a pairwise model without the
-    target's partner among the inputs, or a style reference for a model without a style encoder)."""
-    check = getattr(engine, "check", None)
-    if check is not None:
-        check(list(inputs), target, style_ref=style_ref, second_target=second_target)
+    def reads(self, inputs: Sequence[str], target: str) -> list[str]:
+        """The inputs the model really reads to make ``target`` (a pairwise model reads one)."""
+        ...
+
+
+class SettingsFromCard:
+    """The :class:`ModelSettings` fields as a backend's own attributes, and the checks every
+    multi-input backend shares (pairwise backends override ``check`` and ``reads``)."""
+
+    has_style_encoder = True
+
+    def _take(self, settings: ModelSettings) -> None:
+        self.settings = settings
+        self.model_id = settings.model_id
+        self.context = int(settings.context)
+        self.intensity_templates = settings.intensity_templates
+        self.calibrate_targets = settings.calibrate_targets
+
+    def check(self, inputs: list[str], target: str, style_ref: bool = False,
+              style_target: str | None = None) -> None:
+        if style_ref and not self.has_style_encoder:
+            raise MRSynthError(f"model '{self.model_id}' has no style encoder, so a style reference cannot steer it; "
+                               "use --match-histogram with the reference, or a unified model")
+
+    def reads(self, inputs: Sequence[str], target: str) -> list[str]:
+        return list(inputs)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

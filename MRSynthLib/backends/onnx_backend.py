@@ -17,6 +17,7 @@ import numpy as np
 
 from ..contrasts import CONTRASTS, canonical
 from ..errors import MRSynthError
+from . import ModelSettings, SettingsFromCard
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
@@ -82,26 +83,18 @@ class SessionFactory:
         return session
 
 
-class OnnxBackend:
+class OnnxBackend(SettingsFromCard):
     name = "onnxruntime"
-    intensity_templates = None  # set from the model card by registry.load_backend
-    calibrate_targets = None  # idem (None: every target with a template)
-    context = 0  # 2.5D neighbours per side (the card's arch.context), set by registry.load_backend
 
     def __init__(self, generator_path: Path, style_path: Path | None, mean_styles: np.ndarray,
-                 device: str = "auto", threads: int | None = None, model_id: str = "model") -> None:
+                 settings: ModelSettings, device: str = "auto", threads: int | None = None) -> None:
+        self._take(settings)
         make = SessionFactory(device, threads)
-        self.model_id = model_id
         self._gen = make(generator_path)
         self._style = make(style_path) if style_path is not None else None
         self.device = make.device
         self.has_style_encoder = self._style is not None
         self.mean_styles = np.asarray(mean_styles, dtype=np.float32)
-
-    def check(self, inputs: list[str], target: str, style_ref: bool = False, second_target: str | None = None) -> None:
-        if style_ref and not self.has_style_encoder:
-            raise MRSynthError(f"model '{self.model_id}' has no style encoder, so a style reference cannot steer it; "
-                               "use --match-histogram with the reference, or a unified model")
 
     def generate(self, images: np.ndarray, available: np.ndarray, style: np.ndarray) -> np.ndarray:
         feeds = {"images": images.astype(np.float32), "available": available.astype(np.float32),
@@ -114,19 +107,17 @@ class OnnxBackend:
         return self._style.run(["style"], {"reference": images.astype(np.float32)})[0]
 
 
-class PairwiseOnnxBackend:
+class PairwiseOnnxBackend(SettingsFromCard):
     """One graph per direction ``<SRC>_to_<TGT>`` taking (N, 1, H, W) in [0, 1]; the source is the
     target's first partner among the inputs (the order of the card's pairs)."""
 
     name = "onnxruntime"
-    intensity_templates = None  # set from the model card by registry.load_backend
-    calibrate_targets = None  # idem (None: every target with a template)
     has_style_encoder = False
 
-    def __init__(self, graphs: dict[str, Path], mean_styles: np.ndarray, device: str = "auto",
-                 threads: int | None = None, model_id: str = "model") -> None:
+    def __init__(self, graphs: dict[str, Path], mean_styles: np.ndarray, settings: ModelSettings,
+                 device: str = "auto", threads: int | None = None) -> None:
+        self._take(settings)
         make = SessionFactory(device, threads)
-        self.model_id = model_id
         self._sessions = {key: make(path) for key, path in graphs.items()}
         self.device = make.device
         self.mean_styles = np.asarray(mean_styles, dtype=np.float32)
@@ -134,7 +125,11 @@ class PairwiseOnnxBackend:
     def sources(self, target: str) -> list[str]:
         return [k.split("_to_")[0] for k in self._sessions if k.split("_to_")[1] == target]
 
-    def check(self, inputs: list[str], target: str, style_ref: bool = False, second_target: str | None = None) -> None:
+    def reads(self, inputs, target: str) -> list[str]:
+        have = {canonical(c) for c in inputs}
+        return next(([s] for s in self.sources(canonical(target)) if s in have), [])
+
+    def check(self, inputs: list[str], target: str, style_ref: bool = False, style_target: str | None = None) -> None:
         tgt = canonical(target)
         have = {canonical(c) for c in inputs}
         sources = self.sources(tgt)
@@ -144,7 +139,7 @@ class PairwiseOnnxBackend:
         if not have & set(sources):
             raise MRSynthError(f"model '{self.model_id}' synthesizes {tgt} from {' or '.join(sources)}, "
                                "which is not among the inputs")
-        if style_ref or second_target:
+        if style_ref or style_target:
             raise MRSynthError(f"model '{self.model_id}' is a pairwise translator: no style reference or style walk "
                                "(use --match-histogram with a reference, or a unified model)")
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MRSynthError
+from . import ModelSettings, SettingsFromCard
 
 
 def load_state_dict(path: Path) -> dict:
@@ -19,13 +20,12 @@ def load_state_dict(path: Path) -> dict:
         raise MRSynthError(f"cannot load weights safely: {str(exc).splitlines()[0][:160]}", str(path)) from None
 
 
-class TorchBackend:
+class TorchBackend(SettingsFromCard):
     name = "torch"
-    intensity_templates = None  # set from the model card by registry.load_backend
-    calibrate_targets = None  # idem (None: every target with a template)
 
-    def __init__(self, weights_path: Path | None, arch: dict, device: str = "auto", amp: bool = False,
-                 model=None) -> None:
+    def __init__(self, weights_path: Path | None, arch: dict, settings: ModelSettings, device: str = "auto",
+                 amp: bool = False, model=None) -> None:
+        self._take(settings)
         try:
             import torch
         except ImportError:
@@ -45,7 +45,9 @@ class TorchBackend:
             model = UnifiedModel(UnifiedConfig(**arch))
             model.load_state_dict(load_state_dict(weights_path))
         self.model = model.to(device).eval()
-        self.context = int(self.model.cfg.context)
+        if int(self.model.cfg.context) != self.context:
+            raise MRSynthError(f"model '{self.model_id}': the card says {self.context} neighbouring slices per side, "
+                               f"the network takes {self.model.cfg.context}")
         self.amp = amp and device.startswith("cuda")
         self.mean_styles = self.model.mean_styles.detach().cpu().numpy().astype(np.float32)
 

@@ -63,9 +63,10 @@ def _preview_vs_full(engine, inputs) -> str:
     volume's own output histogram, the preview an estimate from sample slices."""
     from MRSynthLib import orientation
     from MRSynthLib.preview import PreviewSession
+    from MRSynthLib.request import SynthesisRequest
     from MRSynthLib.synthesis import synthesize
 
-    session = PreviewSession(engine, inputs, "FLAIR")
+    session = PreviewSession(engine, SynthesisRequest(inputs, "FLAIR"))
     full = orientation.to_canonical(synthesize(inputs, "FLAIR", engine=engine))
     diffs = []
     for i in range(0, session.n_slices, 10):
@@ -82,8 +83,9 @@ def _main_thread_stalls(engine, inputs) -> str:
     import threading
 
     from MRSynthLib.preview import PreviewSession
+    from MRSynthLib.request import SynthesisRequest
 
-    worker = threading.Thread(target=PreviewSession, args=(engine, inputs, "FLAIR"), kwargs={"second_target": "T1"})
+    worker = threading.Thread(target=PreviewSession, args=(engine, SynthesisRequest(inputs, "FLAIR", style_target="T1")))
     gaps, t_start = [], time.perf_counter()
     worker.start()
     last = time.perf_counter()
@@ -107,6 +109,7 @@ def main() -> int:
     from MRSynthLib.io import read_volume
     from MRSynthLib.preview import PreviewSession
     from MRSynthLib.registry import load_backend
+    from MRSynthLib.request import SynthesisRequest
 
     subject = Path(args.subject)
     rows: list[tuple[str, str]] = []
@@ -119,10 +122,10 @@ def main() -> int:
         reference = read_volume(subject / "FLAIR.nii.gz")
         shape = "×".join(str(s) for s in inputs["T1"].size_ijk)
         t = time.perf_counter()
-        session = PreviewSession(engine, inputs, "FLAIR", second_target="T1")
+        session = PreviewSession(engine, SynthesisRequest(inputs, "FLAIR", style_target="T1"))
         rows.append(("prepare once (align, mask, normalize, reorient, calibration samples)", f"{(time.perf_counter() - t) * 1000:.0f} ms"))
         t = time.perf_counter()
-        ref_session = PreviewSession(engine, inputs, "FLAIR", reference=reference)
+        ref_session = PreviewSession(engine, SynthesisRequest(inputs, "FLAIR", style_reference=reference))
         rows.append(("prepare once + encode reference style", f"{(time.perf_counter() - t) * 1000:.0f} ms"))
         rows.append(("main (UI) thread while the panel's worker prepares", _main_thread_stalls(engine, inputs)))
         t_copy = _nodes_to_volumes(inputs)

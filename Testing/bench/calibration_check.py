@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from mrsynth_train.runs import load_run_model
+from mrsynth_train.templates import run_settings
 from MRSynthLib.backends.torch_backend import TorchBackend
 from MRSynthLib.evaluation import evaluate_arrays, histogram_match
 from MRSynthLib.io import read_volume
@@ -15,7 +16,8 @@ from MRSynthLib.synthesis import synthesize
 
 run, train_s, test_s = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 model, cfg = load_run_model(run)
-eng = TorchBackend(None, cfg['model'], device='cpu', model=model)
+eng = TorchBackend(None, cfg['model'], run_settings(run, model.cfg.context, calibrate=False), device='cpu',
+                  model=model)  # the run's raw output
 
 
 def load(s):

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from mrsynth_train.runs import load_run_model
+from mrsynth_train.templates import run_settings
 from MRSynthLib.backends.torch_backend import TorchBackend
 from MRSynthLib.evaluation import evaluate_arrays, histogram_match
 from MRSynthLib.io import read_volume
@@ -18,7 +19,8 @@ from MRSynthLib.synthesis import synthesize
 
 run, subj = Path(sys.argv[1]), sys.argv[2]
 model, cfg = load_run_model(run)
-eng = TorchBackend(None, cfg['model'], device='cpu', model=model)
+eng = TorchBackend(None, cfg['model'], run_settings(run, model.cfg.context, calibrate=False), device='cpu',
+                  model=model)  # the run's raw output
 vols = {c: read_volume(f'../shared/data/real/{subj}/{c}.nii.gz') for c in ('T1', 'T1Gd', 'T2', 'FLAIR')}
 m = derive_mask([v.array for v in vols.values()])
 norm = {c: normalize(v.array, m) for c, v in vols.items()}

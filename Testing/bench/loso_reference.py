@@ -8,9 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mrsynth_train.runs import load_run_model
-from mrsynth_train.templates import attach_templates
-from MRSynthLib.backends.torch_backend import TorchBackend
+from mrsynth_train.templates import run_engine
 from MRSynthLib.evaluation import evaluate_arrays, histogram_match
 from MRSynthLib.io import read_volume
 from MRSynthLib.preprocess import derive_mask, normalize
@@ -19,8 +17,7 @@ from MRSynthLib.synthesis import synthesize
 fold_a, fold_b = sys.argv[1:3] if len(sys.argv) > 2 else ('runs/model/foldA', 'runs/model/foldB')
 res = {}
 for run, test, other in ((fold_a, 'TCGA-FG-6692', 'TCGA-DU-7294'), (fold_b, 'TCGA-DU-7294', 'TCGA-FG-6692')):
-    model, cfg = load_run_model(Path(run))
-    eng = attach_templates(TorchBackend(None, cfg['model'], device='cpu', model=model), Path(run))  # calibrated, as shipped
+    eng = run_engine(Path(run))  # calibrated with the run's templates, as shipped
     vols = {c: read_volume(f'../shared/data/real/{test}/{c}.nii.gz') for c in ('T1','T1Gd','T2','FLAIR')}
     refs = {c: read_volume(f'../shared/data/real/{other}/{c}.nii.gz') for c in ('T1','T1Gd','T2','FLAIR')}
     m = derive_mask([v.array for v in vols.values()])

@@ -36,7 +36,7 @@ def main() -> int:
     panels_in = [(c, canon(normalize(v.array, mask))[z]) for c, v in inputs.items()]
     walk = []
     for alpha in (0.0, 0.5, 1.0):
-        pred = synthesize(inputs, "FLAIR", engine=engine, mask=subject.mask, second_target="PD", style_alpha=alpha)
+        pred = synthesize(inputs, "FLAIR", engine=engine, mask=subject.mask, style_target="PD", style_alpha=alpha)
         walk.append((f"SYNTHETIC a={alpha:g}", canon(normalize(pred.array, mask))[z]))
     t = canon(normalize(truth.array, mask))[z]
     row1 = montage_png([*panels_in, ("FLAIR truth", t)], out / ".row1.png")

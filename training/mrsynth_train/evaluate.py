@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from MRSynthLib import orientation
+from MRSynthLib.backends import ModelSettings, SettingsFromCard
 from MRSynthLib.contrasts import CONTRASTS
 from MRSynthLib.errors import MRSynthError
 from MRSynthLib.evaluation import evaluate_arrays
@@ -36,16 +37,16 @@ TASKS = ("3to1", "all-subsets")
 log = logging.getLogger("mrsynth_train")
 
 
-class RecipeBackend:
+class RecipeBackend(SettingsFromCard):
     """Adapts a recipe's ``predict`` to the pipeline's backend interface (target set per task)."""
 
     name, device = "torch-recipe", "cpu"
+    has_style_encoder = False
 
-    def __init__(self, recipe) -> None:
+    def __init__(self, recipe, settings: ModelSettings) -> None:
+        self._take(settings)
         self.recipe = recipe
         self.target = 0
-        model = getattr(recipe, "model", None)  # the unified recipe's network; 2.5D when context > 0
-        self.context = int(getattr(getattr(model, "cfg", None), "context", 0))
         self.mean_styles = np.eye(len(CONTRASTS), dtype=np.float32)
 
     def generate(self, images, available, style):
@@ -57,6 +58,12 @@ class RecipeBackend:
 
     def encode_style(self, images):
         raise MRSynthError("this recipe has no style encoder")
+
+
+def recipe_context(recipe) -> int:
+    """Neighbouring slices per side a recipe's network takes (the unified recipe's 2.5D option; else 0)."""
+    model = getattr(recipe, "model", None)  # only the unified recipe has one network with a config
+    return int(model.cfg.context) if model is not None and hasattr(model, "cfg") else 0
 
 
 def task_list(contrasts: list[str], mode: str = "3to1") -> list[tuple[tuple[str, ...], str]]:
@@ -91,10 +98,10 @@ def evaluate_run(run: Path, subjects: dict[str, dict], montage_dir: Path | None 
                  calibrate: bool = True, label: str | None = None, tasks: str = "3to1") -> list[dict]:
     """Rows (run label, subject, task, metrics) for every task of every subject (see ``task_list``);
     outputs calibrated with the run's intensity templates when it has them (as the exported model is)."""
-    from .templates import attach_templates
+    from .templates import run_settings
 
     recipe, cfg = load_run(run)
-    engine = attach_templates(RecipeBackend(recipe), run, calibrate)
+    engine = RecipeBackend(recipe, run_settings(run, recipe_context(recipe), calibrate))
     label = label or run.name
     rows = []
     for subject, vols in subjects.items():

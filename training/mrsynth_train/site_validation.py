@@ -172,13 +172,9 @@ def validate_sites(subjects: list[Subject], store: RowStore, fold_engines: dict[
 
 def fold_engine(run: Path):
     """A fold run's network as the product runs it (torch, CPU, the run's intensity templates)."""
-    from MRSynthLib.backends.torch_backend import TorchBackend
+    from .templates import run_engine
 
-    from .runs import load_run_model
-    from .templates import attach_templates
-
-    model, cfg = load_run_model(run)
-    return attach_templates(TorchBackend(None, cfg["model"], device="cpu", model=model), run)
+    return run_engine(run)
 
 
 def trained_on(spec: str) -> list[str]:

@@ -65,10 +65,23 @@ def templates_for_run(run: Path, data: Path) -> dict:
     return templates_record(subjects, [s.name for s in real])
 
 
-def attach_templates(engine, run: Path, calibrate: bool = True):
-    """Give a run's engine its templates (as ``load_backend`` does from a card), so validation and
-    evaluation run the product's pipeline; ``calibrate=False`` or no file: uncalibrated."""
+def run_settings(run: Path, context: int = 0, calibrate: bool = True):
+    """A run's settings for a backend, as ``load_backend`` reads them from a card (id: the run's folder
+    name; its templates), so validation and evaluation run the product's pipeline; ``calibrate=False``
+    or no templates file: uncalibrated."""
+    from MRSynthLib.backends import ModelSettings
+
     record = read_templates(run) if calibrate else None
-    engine.intensity_templates = parse_templates(record["contrasts"]) if record else None
-    engine.calibrate_targets = parse_calibrate_targets(record) if record else None
-    return engine
+    return ModelSettings(model_id=f"run {run.name}", context=int(context),
+                         intensity_templates=parse_templates(record["contrasts"]) if record else None,
+                         calibrate_targets=parse_calibrate_targets(record) if record else None)
+
+
+def run_engine(run: Path):
+    """A unified run's network as the product runs it (torch backend, CPU, the run's templates)."""
+    from MRSynthLib.backends.torch_backend import TorchBackend
+
+    from .runs import load_run_model
+
+    model, cfg = load_run_model(run)
+    return TorchBackend(None, cfg["model"], run_settings(run, context=model.cfg.context), device="cpu", model=model)

@@ -69,13 +69,9 @@ def validate_subject(engine, folder: Path, png: Path | None = None) -> dict:
 
 
 def validate_run(run: Path, data: Path, subjects: list[str], out: Path | None = None) -> dict:
-    from MRSynthLib.backends.torch_backend import TorchBackend
+    from .templates import run_engine
 
-    from .runs import load_run_model
-    from .templates import attach_templates
-
-    model, cfg = load_run_model(run)
-    engine = attach_templates(TorchBackend(None, cfg["model"], device="cpu", model=model), run)
+    engine = run_engine(run)
     out = out or run
     out.mkdir(parents=True, exist_ok=True)
     report = {s: validate_subject(engine, data / s, out / f"validation-{s}.png") for s in subjects}
