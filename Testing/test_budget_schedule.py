@@ -45,7 +45,8 @@ def test_a_budget_stopped_run_has_annealed(recipe, tmp_path):
     its schedule (without the budget clock it would stay at the base rate)."""
     from mrsynth_train.trainer import train
 
-    over = {"recipe": recipe, "steps": 10**6, "cpu_budget_s": 4.0, "checkpoint_every": 10**6}
+    # one thread: two threads spin-waiting on a loaded machine can burn the whole budget in one step
+    over = {"recipe": recipe, "steps": 10**6, "cpu_budget_s": 4.0, "checkpoint_every": 10**6, "threads": 1}
     if recipe != "unified":
         over["options"] = TINY_RECIPE_OPTIONS[recipe]
     cfg = _tiny_cfg(**over)
@@ -83,7 +84,7 @@ def test_mist_diversification_weight_follows_the_budget_clock(tmp_path):
     have moved it to the end of its schedule like the learning rates."""
     from mrsynth_train.trainer import train
 
-    cfg = _tiny_cfg(recipe="mist", steps=10**6, cpu_budget_s=3.0, checkpoint_every=10**6,
+    cfg = _tiny_cfg(recipe="mist", steps=10**6, cpu_budget_s=3.0, checkpoint_every=10**6, threads=1,
                     options=TINY_RECIPE_OPTIONS["mist"])
     summary = train(cfg, tmp_path, progress=False)
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
