@@ -52,12 +52,16 @@ def _check_output(out: Path, force: bool, sources: list[str]):
     refuse an output another run wrote or replaced meanwhile."""
     from .io import check_writable, data_file_candidates, file_stamp, written_files
 
-    targets = {f.resolve() for f in written_files(out)}  # refuses an unsupported extension
+    try:
+        targets = {f.resolve() for f in written_files(out)}  # refuses an unsupported extension
+    except MRSynthError as exc:
+        raise MRSynthError(f"{exc}; or --output-format dicom for a DICOM series folder") from None
     for p in sources:
         if any(f.resolve() in targets for f in data_file_candidates(p)):
             raise MRSynthError("output path is also an input; choose another output", str(out))
     if out.is_dir():
-        raise MRSynthError("output path is a folder; give a file name such as out.nii.gz", str(out))
+        raise MRSynthError("output path is a folder; give a file name such as out.nii.gz (or --output-format "
+                           "dicom to write a DICOM series into it)", str(out))
     for f in written_files(out):
         if f.exists() and not force:
             raise MRSynthError("output exists; pass --force to overwrite", str(f))
@@ -69,6 +73,23 @@ def _check_output(out: Path, force: bool, sources: list[str]):
     return file_stamp(out)
 
 
+def _check_dicom_output(out: Path, force: bool, sources: list[str]) -> None:
+    """:func:`_check_output` for a DICOM series folder: new, empty, or (with --force) a DICOM series; never a
+    folder that holds an input; a parent folder that can take it."""
+    from .dicom_output import check_dicom_folder
+    from .io import check_writable
+
+    target = out.resolve()
+    for p in sources:
+        src = Path(p).resolve()
+        if src == target or target in src.parents:
+            raise MRSynthError("output folder is (or holds) an input; choose another output", str(out))
+    check_dicom_folder(out, force)
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise MRSynthError(f"output folder {out.parent} is not writable (permission denied)", str(out))
+    check_writable(out)
+
+
 def cmd_synthesize(args: argparse.Namespace) -> int:
     from .checks import check_pairwise_inputs
     from .io import read_volume, write_volume
@@ -77,7 +98,9 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
 
     request = request_from_args(args)  # every check that needs no image comes first
     out = Path(args.output)
-    stamp = _check_output(out, args.force, [str(p) for p in request.images().values()])
+    dicom = request.output_format == "dicom"
+    sources = [str(p) for p in request.images().values()]
+    stamp = _check_dicom_output(out, args.force, sources) if dicom else _check_output(out, args.force, sources)
     engine = load_engine(request)
     if request.amp and not str(engine.device).startswith("cuda"):
         raise MRSynthError(f"--amp works on CUDA only; this run is on {engine.device} (drop --amp or use "
@@ -91,7 +114,12 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     for note in filter(None, result.metadata.get("MRSynth.Notes", "").split(" | ")):
         print(f"mrsynth: warning: {note}", file=sys.stderr)
     # an output absent at the start may not be overwritten, one present only in the version seen then
-    write_volume(result, out, overwrite=stamp is not None, replaces=stamp)
+    if dicom:
+        from .dicom_output import write_dicom_series
+
+        write_dicom_series(result, out, overwrite=args.force)
+    else:
+        write_volume(result, out, overwrite=stamp is not None, replaces=stamp)
     if request.target == "T1Gd":
         from .contrasts import GADOLINIUM_NOTE
 

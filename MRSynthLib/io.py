@@ -50,15 +50,16 @@ def volume_to_sitk(volume: Volume):
     image.SetOrigin(volume.origin)
     image.SetDirection(tuple(float(x) for x in volume.direction.ravel()))
     for key, value in volume.metadata.items():
-        image.SetMetaData(key, str(value))
+        if not key.startswith("DICOM."):  # a DICOM input's patient and study stay out of other formats' headers
+            image.SetMetaData(key, str(value))
     if "descrip" in volume.metadata:  # ITK writes the NIfTI description from ITK_FileNotes
         image.SetMetaData("ITK_FileNotes", str(volume.metadata["descrip"])[:79])
     return image
 
 
 def _read_dicom_folder(folder: Path):
-    """ITK's GDCM scan prints WARNING blocks for folders without a series; the user gets our one line
-    instead, so ITK's global warning display is off while it scans (and restored after)."""
+    """The series image and its first file. ITK's GDCM scan prints WARNING blocks for folders without a
+    series; the user gets our one line instead, so ITK's global warning display is off while it scans."""
     sitk = _sitk()
     reader = sitk.ImageSeriesReader()
     shown = sitk.ProcessObject.GetGlobalWarningDisplay()
@@ -69,8 +70,9 @@ def _read_dicom_folder(folder: Path):
             raise MRSynthError("folder holds no DICOM series", str(folder))
         if len(series) > 1:
             raise MRSynthError(f"folder holds {len(series)} DICOM series; point to one series folder", str(folder))
-        reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder), series[0]))
-        return reader.Execute()
+        files = reader.GetGDCMSeriesFileNames(str(folder), series[0])
+        reader.SetFileNames(files)
+        return reader.Execute(), files[0]
     finally:
         sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 
@@ -83,10 +85,10 @@ def read_volume(path: str | os.PathLike, check_content: bool = True) -> Volume:
     if not os.access(p, os.R_OK | (os.X_OK if p.is_dir() else 0)):
         raise MRSynthError("permission denied (cannot read it)", str(p))
     sitk = _sitk()
-    nifti, image = None, None
+    nifti, image, dicom_file = None, None, None
     try:
         if p.is_dir():
-            image = _read_dicom_folder(p)
+            image, dicom_file = _read_dicom_folder(p)
         elif p.name.lower().endswith((".nii", ".nii.gz")):
             (dim, size, comps), nifti = _read_nifti(p)
             if nifti is None and dim == 3 and comps == 1:  # a layout nibabel and ITK disagree on: ITK decides
@@ -115,6 +117,10 @@ def read_volume(path: str | os.PathLike, check_content: bool = True) -> Volume:
         volume = volume_from_sitk(image)
         # MRSynth's own header keys (NRRD/MHA keep them): a result read back keeps its labels
         volume.metadata.update({k: image.GetMetaData(k) for k in image.GetMetaDataKeys() if k.startswith("MRSynth.")})
+    if dicom_file is not None:  # patient, study, frame of reference: what a synthetic series from it carries
+        from .dicom_output import read_carried_tags
+
+        volume.metadata.update(read_carried_tags(dicom_file))
     volume.metadata["source_path"] = str(p)
     if check_content:
         check_voxels(volume.array, str(p))

@@ -191,7 +191,61 @@ def write_output_node(result: Volume, first, output=None, scene=None, name: str 
         except Exception:  # noqa: BLE001 - a bare scene may lack the default color tables
             pass
     _place_in_study(scene, output, first)
+    mark_dicom(output, result.metadata, first)
     return output
+
+
+def _input_dicom_tags(first) -> dict[str, str]:
+    """The first input's patient, study and frame of reference (keyword → value): its own ``DICOM.*``
+    attributes, else its subject-hierarchy items' (where Slicer's DICOM loader keeps them; a study item's
+    DICOM UID is its StudyInstanceUID)."""
+    from .dicom_output import CARRIED, PREFIX
+
+    found: dict[str, str] = {}
+    try:
+        import slicer
+
+        sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(first.GetScene())
+    except (AttributeError, ImportError, TypeError):  # no subject hierarchy in this build, or no scene
+        sh = None
+    item = sh.GetItemByDataNode(first) if sh is not None else 0
+    while item and item != sh.GetSceneItemID():  # the input's series item, then its study and patient
+        found.update({k: v for k in CARRIED if k not in found and (v := sh.GetItemAttribute(item, PREFIX + k))})
+        study = sh.GetItemLevel(item) == slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMLevelStudy()
+        if study and "StudyInstanceUID" not in found and sh.GetItemUID(item, "DICOM"):
+            found["StudyInstanceUID"] = sh.GetItemUID(item, "DICOM")
+        item = sh.GetItemParent(item)
+    return {**found, **{k: v for k in CARRIED if (v := first.GetAttribute(PREFIX + k))}}
+
+
+def mark_dicom(node, metadata, first) -> None:
+    """Set the ``DICOM.*`` attributes Slicer's DICOM export reads (from the series' subject-hierarchy item:
+    Modality, SeriesDescription, Manufacturer, Model, FrameOfReferenceUID) on the node and its item, with
+    what its exporter cannot write (ImageType, DerivationDescription, ImageComments, BurnedInAnnotation) and
+    the first input's patient and study. An input's SeriesInstanceUID or instance UIDs are never copied (the
+    exporter makes a new series), and removed from a reused output node."""
+    from .dicom_output import NEVER_CARRIED, PREFIX, carried_tags, synthetic_series_tags
+
+    series = synthetic_series_tags(metadata)
+    carried = {**carried_tags(metadata), **_input_dicom_tags(first)}
+    for key in NEVER_CARRIED:
+        node.RemoveAttribute(PREFIX + key)
+    for key, value in {**carried, **series}.items():
+        node.SetAttribute(PREFIX + key, value)
+    try:
+        import slicer
+
+        sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(node.GetScene())
+        item = sh.GetItemByDataNode(node) if sh is not None else 0
+    except (AttributeError, ImportError, TypeError):
+        item = 0
+    if not item:
+        return
+    for key in NEVER_CARRIED:
+        sh.RemoveItemAttribute(item, PREFIX + key)
+    frame = {"FrameOfReferenceUID": carried["FrameOfReferenceUID"]} if "FrameOfReferenceUID" in carried else {}
+    for key, value in {**series, **frame}.items():
+        sh.SetItemAttribute(item, PREFIX + key, value)
 
 
 def mark_preview(node) -> None:

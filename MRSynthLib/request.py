@@ -12,6 +12,7 @@ the Python API cannot drift. Images are named by whatever the caller holds (``So
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
@@ -24,6 +25,9 @@ Other = TypeVar("Other")
 PLANES = ("axial", "coronal", "sagittal")
 BACKENDS = ("onnx", "torch")
 SKULL_STRIP = ("auto", True, False)
+OUTPUT_FORMATS = {"auto": (), "nifti": (".nii.gz", ".nii"), "nrrd": (".nrrd", ".nhdr"), "mha": (".mha", ".mhd"),
+                  "dicom": ()}  # format → its file extensions ("auto": from the extension; "dicom": a folder)
+_IMAGE_FILE = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ class SynthesisRequest(Generic[Source]):
     amp: bool = False  # mixed precision: torch backend on CUDA only
     batch_size: int = 8
     output: Source | None = None  # where the result goes (a file, a node); None: the caller decides
+    output_format: str = "auto"  # a file output's format: "auto" (its extension), nifti, nrrd, mha, dicom (a folder)
     extras: Mapping[str, Any] = field(default_factory=dict)  # adapter-only settings (CLI --force, --quiet)
 
     def __post_init__(self) -> None:
@@ -103,6 +108,25 @@ class SynthesisRequest(Generic[Source]):
                                "--device cuda)")
         if int(self.batch_size) < 1:
             raise MRSynthError(f"--batch-size must be at least 1, got {self.batch_size}")
+        self._check_output_format()
+
+    def _check_output_format(self) -> None:
+        """A format the output's name contradicts is refused (a DICOM series is a folder, not 'x.nii.gz')."""
+        fmt = self.output_format
+        if fmt not in OUTPUT_FORMATS:
+            raise MRSynthError(f"unknown output format '{fmt}' (use {', '.join(OUTPUT_FORMATS)})")
+        if fmt == "auto" or self.output is None:
+            return
+        if not isinstance(self.output, (str, os.PathLike)):
+            raise MRSynthError(f"--output-format {fmt} is for file outputs; this output is "
+                               f"{type(self.output).__name__} (leave the format 'auto')")
+        name = os.path.basename(os.fspath(self.output).rstrip("/\\")).lower()
+        if fmt == "dicom" and name.endswith(_IMAGE_FILE):
+            raise MRSynthError(f"--output-format dicom writes a series of files into a folder; give a folder name, "
+                               f"not an image file name ({os.fspath(self.output)})")
+        if fmt != "dicom" and not name.endswith(OUTPUT_FORMATS[fmt]):
+            raise MRSynthError(f"--output-format {fmt} needs an output named *{' or *'.join(OUTPUT_FORMATS[fmt])}, "
+                               f"got {os.fspath(self.output)}")
 
     @classmethod
     def of(cls, inputs: Mapping[str, Source] | SynthesisRequest[Source], target: str | None = None,
@@ -160,6 +184,8 @@ class SynthesisRequest(Generic[Source]):
             args += ["--input", f"{contrast}={path}"]
         args += ["--target", self.target, "--plane", self.plane, "--backend", self.backend, "--device", self.device,
                  "--batch-size", str(int(self.batch_size)), "--style-alpha", repr(self.alpha)]
+        if self.output_format != "auto":
+            args += ["--output-format", self.output_format]
         for flag, value in (("--output", self.output), ("--model", self.model), ("--mask", self.mask),
                             ("--style-reference", self.style_reference), ("--style-target", self.style_target)):
             if value is not None:
@@ -177,7 +203,10 @@ def add_request_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--input", action="append", metavar="[CONTRAST=]PATH",
                    help="source volume (repeatable); CONTRAST= may be left out when the file name says it")
     s.add_argument("--target", required=True, help="contrast to synthesize (T1, T1Gd, T2, PD, FLAIR)")
-    s.add_argument("--output", required=True)
+    s.add_argument("--output", required=True, help="output file, or the folder of a DICOM series")
+    s.add_argument("--output-format", choices=tuple(OUTPUT_FORMATS), default="auto",
+                   help="auto (from the output's extension), nifti, nrrd, mha, or dicom: a new series (one file "
+                   "per slice) in the --output folder, marked synthetic, in the first DICOM input's study")
     s.add_argument("--model", default=None, help="registry id or path to a model card / ONNX file")
     s.add_argument("--backend", choices=BACKENDS, default="onnx")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -236,4 +265,4 @@ def request_from_args(args: argparse.Namespace) -> SynthesisRequest[str]:
         style_target=args.style_target, style_alpha=args.style_alpha, match_histogram=args.match_histogram,
         mask=args.mask, skull_strip=args.skull_strip, register=args.register, n4=args.n4, calibrate=args.calibrate,
         plane=args.plane, model=args.model, backend=args.backend, device=args.device, amp=args.amp,
-        batch_size=args.batch_size, output=args.output, extras={"force": args.force, "quiet": args.quiet})
+        batch_size=args.batch_size, output=args.output, output_format=args.output_format, extras={"force": args.force, "quiet": args.quiet})

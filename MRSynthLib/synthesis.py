@@ -149,6 +149,10 @@ def to_output_volume(canonical_out: np.ndarray, prepared: Prepared, target: str,
     meta = {"MRSynth.Synthetic": "1", "MRSynth.Contrast": target, "MRSynth.Model": model_id,
             "MRSynth.Inputs": ",".join(prepared.inputs),
             "descrip": synthetic_label(target, model_id)}
+    from .dicom_output import PREFIX, carried_tags
+
+    # the first input's patient, study and frame of reference (a DICOM series): a DICOM output joins them
+    meta.update({PREFIX + k: v for k, v in carried_tags(ref.metadata).items()})
     return Volume(arr.astype(np.float32), ref.spacing, ref.origin, ref.direction, meta)
 
 

@@ -60,7 +60,7 @@ def test_every_request_field_round_trips_through_the_cli_parser():
                             style_alpha=0.25, match_histogram=True, register=True, n4=True, calibrate=False,
                             plane="coronal", batch_size=3, extras={"force": True})
     walk = SynthesisRequest({"t1n": "x"}, "t2w", style_target="PD", style_alpha=0.5, skull_strip=False,
-                            output="o.nrrd", extras={"quiet": True})
+                            output="o_series", output_format="dicom", extras={"quiet": True})
     amped = SynthesisRequest({"T1": "x"}, "T2", backend="torch", device="cuda:1", amp=True, skull_strip=True,
                              output="o.nrrd")
     plain = SynthesisRequest({"T1": "x"}, "T2", output="o.nrrd")
