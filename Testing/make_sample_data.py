@@ -19,7 +19,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBJECT = "TCGA-DU-7294"
-CONTRASTS = ("T1", "T1Gd", "T2", "FLAIR")
+SAMPLE_CONTRASTS = ("T1", "T1Gd", "T2", "FLAIR")  # what the shipped sample subject has (no PD)
 FACTOR = 2  # 1 mm -> 2 mm
 MARGIN = 16  # voxels of background kept around the brain (before downsampling: 8 at 2 mm)
 OUT = ROOT / "MRSynth" / "Resources" / "SampleData"
@@ -51,7 +51,7 @@ def make(real_root: Path, out: Path) -> dict[str, Path]:
     from MRSynthLib.io import read_volume, write_volume
     from MRSynthLib.volume import Volume
 
-    volumes = {c: read_volume(real_root / SUBJECT / f"{c}.nii.gz") for c in CONTRASTS}
+    volumes = {c: read_volume(real_root / SUBJECT / f"{c}.nii.gz") for c in SAMPLE_CONTRASTS}
     box = brain_box([v.array for v in volumes.values()])
     start_ijk = np.array([box[2].start, box[1].start, box[0].start], dtype=float)
     out.mkdir(parents=True, exist_ok=True)
