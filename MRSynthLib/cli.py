@@ -94,12 +94,15 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     from .checks import check_pairwise_inputs
     from .io import read_volume, write_volume
     from .request import request_from_args
-    from .synthesis import load_engine, run_request
+    from .synthesis import load_engine, run_request_with_confidence
 
     request = request_from_args(args)  # every check that needs no image comes first
     out = Path(args.output)
     dicom = request.output_format == "dicom"
     sources = [str(p) for p in request.images().values()]
+    conf_stamp = None
+    if request.confidence is not None:  # checked first: a refused map path writes nothing, not even the image
+        conf_stamp = _check_confidence_output(Path(request.confidence), out, args.force, sources)
     stamp = _check_dicom_output(out, args.force, sources) if dicom else _check_output(out, args.force, sources)
     engine = load_engine(request)
     if request.amp and not str(engine.device).startswith("cuda"):
@@ -110,7 +113,7 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     if not args.quiet:  # says which device really runs (a GPU machine with a CPU-only onnxruntime, say)
         print(f"mrsynth: running on {engine.device} ({engine.name})", file=sys.stderr)
     progress = None if args.quiet else _tqdm_progress(f"{request.target} ({engine.name}/{engine.device})")
-    result = run_request(volumes, engine=engine, progress=progress)
+    result, sd = run_request_with_confidence(volumes, engine=engine, progress=progress)
     for note in filter(None, result.metadata.get("MRSynth.Notes", "").split(" | ")):
         print(f"mrsynth: warning: {note}", file=sys.stderr)
     # an output absent at the start may not be overwritten, one present only in the version seen then
@@ -120,12 +123,27 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
         write_dicom_series(result, out, overwrite=args.force)
     else:
         write_volume(result, out, overwrite=stamp is not None, replaces=stamp)
+    if sd is not None:
+        write_volume(sd, request.confidence, overwrite=conf_stamp is not None, replaces=conf_stamp)
     if request.target == "T1Gd":
         from .contrasts import GADOLINIUM_NOTE
 
         print(f"mrsynth: {GADOLINIUM_NOTE}", file=sys.stderr)
     print(str(out))
+    if sd is not None:
+        print(str(request.confidence))
     return 0
+
+
+def _check_confidence_output(path: Path, out: Path, force: bool, sources: list[str]):
+    """:func:`_check_output` for the uncertainty map: a file of its own, never the output (nor inside a DICOM
+    output folder) nor an input."""
+    if path.resolve() == out.resolve() or out.resolve() in path.resolve().parents:
+        raise MRSynthError("--confidence is the --output path; give the uncertainty map its own file", str(path))
+    try:
+        return _check_output(path, force, sources)
+    except MRSynthError as exc:
+        raise MRSynthError(f"--confidence: {exc}") from None
 
 
 GRID_TOL = 1e-3

@@ -53,6 +53,7 @@ class SynthesisRequest(Generic[Source]):
     batch_size: int = 8
     output: Source | None = None  # where the result goes (a file, a node); None: the caller decides
     output_format: str = "auto"  # a file output's format: "auto" (its extension), nifti, nrrd, mha, dicom (a folder)
+    confidence: Source | bool | None = None  # where the uncertainty (SD) map goes (True: returned); None: none
     extras: Mapping[str, Any] = field(default_factory=dict)  # adapter-only settings (CLI --force, --quiet)
 
     def __post_init__(self) -> None:
@@ -109,6 +110,11 @@ class SynthesisRequest(Generic[Source]):
         if int(self.batch_size) < 1:
             raise MRSynthError(f"--batch-size must be at least 1, got {self.batch_size}")
         self._check_output_format()
+        if self.confidence is False:  # "no map", as None
+            object.__setattr__(self, "confidence", None)
+        if self.confidence is not None and self.output is not None and _same_place(self.confidence, self.output):
+            raise MRSynthError(f"--confidence is the --output itself ({self.output}); give the uncertainty map "
+                               "its own file")
 
     def _check_output_format(self) -> None:
         """A format the output's name contradicts is refused (a DICOM series is a folder, not 'x.nii.gz')."""
@@ -187,7 +193,8 @@ class SynthesisRequest(Generic[Source]):
         if self.output_format != "auto":
             args += ["--output-format", self.output_format]
         for flag, value in (("--output", self.output), ("--model", self.model), ("--mask", self.mask),
-                            ("--style-reference", self.style_reference), ("--style-target", self.style_target)):
+                            ("--style-reference", self.style_reference), ("--style-target", self.style_target),
+                            ("--confidence", self.confidence)):
             if value is not None:
                 args += [flag, str(value)]
         if self.skull_strip != "auto":
@@ -196,6 +203,12 @@ class SynthesisRequest(Generic[Source]):
                  "--no-calibrate": not self.calibrate, "--amp": self.amp,
                  "--force": bool(self.extras.get("force")), "--quiet": bool(self.extras.get("quiet"))}
         return args + [flag for flag, on in flags.items() if on]
+
+
+def _same_place(a: object, b: object) -> bool:
+    """The same object, or file paths naming the same file."""
+    paths = isinstance(a, (str, os.PathLike)) and isinstance(b, (str, os.PathLike))
+    return a is b or (paths and os.path.abspath(os.fspath(a)) == os.path.abspath(os.fspath(b)))
 
 
 def add_request_arguments(s: argparse.ArgumentParser) -> None:
@@ -207,6 +220,9 @@ def add_request_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--output-format", choices=tuple(OUTPUT_FORMATS), default="auto",
                    help="auto (from the output's extension), nifti, nrrd, mha, or dicom: a new series (one file "
                    "per slice) in the --output folder, marked synthetic, in the first DICOM input's study")
+    s.add_argument("--confidence", default=None, metavar="PATH",
+                   help="also write a per-voxel uncertainty map (SD, in the output's units; 0 outside the brain) "
+                   "to this file (|error| <= 1.96 x value on ~95 %% of brain voxels in validation; see docs/confidence.md)")
     s.add_argument("--model", default=None, help="registry id or path to a model card / ONNX file")
     s.add_argument("--backend", choices=BACKENDS, default="onnx")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -265,4 +281,5 @@ def request_from_args(args: argparse.Namespace) -> SynthesisRequest[str]:
         style_target=args.style_target, style_alpha=args.style_alpha, match_histogram=args.match_histogram,
         mask=args.mask, skull_strip=args.skull_strip, register=args.register, n4=args.n4, calibrate=args.calibrate,
         plane=args.plane, model=args.model, backend=args.backend, device=args.device, amp=args.amp,
-        batch_size=args.batch_size, output=args.output, output_format=args.output_format, extras={"force": args.force, "quiet": args.quiet})
+        batch_size=args.batch_size, output=args.output, output_format=args.output_format, confidence=args.confidence,
+        extras={"force": args.force, "quiet": args.quiet})

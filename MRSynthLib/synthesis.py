@@ -8,7 +8,7 @@ target contrast inside the brain, 0 outside the brain.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -166,11 +166,32 @@ def synthesize(inputs: dict[str, Volume], target: str, *, engine: Backend | None
     style_target, style_alpha, match_histogram, mask, skull_strip, register, n4, calibrate, plane, model,
     backend, device, batch_size), documented there. ``engine``: an already loaded backend (its model is
     then the one used; ``model``/``backend``/``device`` are not read). ``progress(done, total, message)``
-    returning ``False`` cancels.
+    returning ``False`` cancels. For the uncertainty map as well: :func:`synthesize_with_confidence`.
     """
     from .request import SynthesisRequest
 
     return run_request(SynthesisRequest(inputs, target, **options), engine=engine, progress=progress)
+
+
+class Synthesis(NamedTuple):
+    """A synthetic image and its per-voxel uncertainty map (SD, same grid and units; 0 outside the brain)."""
+
+    image: Volume
+    confidence: Volume
+
+
+def synthesize_with_confidence(inputs: dict[str, Volume], target: str, *, engine: Backend | None = None,
+                               progress: Progress | None = None, **options) -> Synthesis:
+    """:func:`synthesize`, plus its uncertainty map (:mod:`MRSynthLib.confidence`; the shipped method costs
+    no extra generator pass)::
+
+        image, sd = synthesize_with_confidence({"T1": t1, "T2": t2}, target="FLAIR")
+    """
+    from .request import SynthesisRequest
+
+    request = SynthesisRequest(inputs, target, **{"confidence": True, **options})
+    image, sd = run_request_with_confidence(request, engine=engine, progress=progress)
+    return Synthesis(image, sd)
 
 
 def load_engine(request: SynthesisRequest) -> Backend:
@@ -191,7 +212,24 @@ def check_engine_for(engine: Backend, request: SynthesisRequest) -> None:
 
 def run_request(request: SynthesisRequest[Volume], engine: Backend | None = None,
                 progress: Progress | None = None) -> Volume:
-    """The pipeline for one request on Volumes: prepare → slices → output mapping → labelled Volume."""
+    """The pipeline for one request on Volumes: prepare → slices → output mapping → labelled Volume.
+    A request that asks for an uncertainty map goes to :func:`run_request_with_confidence`."""
+    if request.confidence is not None:
+        raise MRSynthError("this request asks for an uncertainty map: run it with run_request_with_confidence "
+                           "(Python API: synthesize_with_confidence), which returns the image and the map")
+    return _run(request, engine, progress)[0]
+
+
+def run_request_with_confidence(request: SynthesisRequest[Volume], engine: Backend | None = None,
+                                progress: Progress | None = None) -> tuple[Volume, Volume | None]:
+    """:func:`run_request`, plus the uncertainty map when ``request.confidence`` asks for one (else None)."""
+    return _run(request, engine, progress)
+
+
+def _run(request: SynthesisRequest[Volume], engine: Backend | None,
+         progress: Progress | None) -> tuple[Volume, Volume | None]:
+    from . import confidence as conf
+
     if engine is None:
         engine = load_engine(request)
     else:
@@ -201,10 +239,19 @@ def run_request(request: SynthesisRequest[Volume], engine: Backend | None = None
                        skull_strip=request.skull_strip)
     ref_code = reference_style_or_none(engine, request.style_reference, request.plane)
     style = style_code(engine, tgt, ref_code, alpha, request.style_target)
-    out = run_slices(engine, prepared, style, plane=request.plane, batch_size=request.batch_size, progress=progress)
+    wanted = request.confidence is not None
+    use_variants = wanted and conf.VARIANT_WEIGHT > 0 and conf.METHOD != "none"
+    n_passes = 1 + (conf.n_variants(conf.METHOD, len(prepared.inputs)) if use_variants else 0)
+    for_pass = conf.passes_progress(progress, n_passes, 0)
+
+    def one_pass(p: Prepared, k: int) -> np.ndarray:
+        return run_slices(engine, p, style, plane=request.plane, batch_size=request.batch_size,
+                          progress=for_pass(k))
+
+    raw = one_pass(prepared, 0)
     mapping = output_mapping(engine, prepared, tgt, request.style_target, request.style_reference,
                              request.match_histogram, request.calibrate)
-    out = mapping.apply(out, prepared.mask, alpha)
+    out = mapping.apply(raw, prepared.mask, alpha)
     result = to_output_volume(out, prepared, tgt, engine.model_id)
     # what was done to the intensities, kept with the result (node attribute; NRRD/MHA header key)
     result.metadata["MRSynth.Calibration"] = (f"tone exponent {mapping.gamma:.3f} vs the model's templates"
@@ -212,4 +259,15 @@ def run_request(request: SynthesisRequest[Volume], engine: Backend | None = None
     result.metadata["MRSynth.Device"] = f"{engine.device} ({engine.name})"  # what really ran, not what was asked
     if prepared.notes:  # kept with the result (node attribute; NRRD/MHA header key); the CLI prints them
         result.metadata["MRSynth.Notes"] = " | ".join(prepared.notes)
-    return result
+    if not wanted:
+        return result, None
+    mapped = []
+    if use_variants:
+        counter = iter(range(1, n_passes))
+        variants = conf.variant_passes(conf.METHOD, prepared, lambda p: one_pass(p, next(counter)))
+        main_q = np.quantile(raw[prepared.mask], np.linspace(0.0, 1.0, 1001))
+        mapped = [mapping.apply(v, prepared.mask, alpha, src_q=main_q) for v in variants]  # the main pass's map
+    sd = conf.sigma(out, mapped, prepared.mask, tgt)
+    sd_image = to_output_volume(sd, prepared, tgt, engine.model_id)
+    sd_image.metadata.update({k: result.metadata[k] for k in ("MRSynth.Calibration", "MRSynth.Device")})
+    return result, conf.confidence_volume(sd_image, tgt, engine.model_id, conf.method_label())

@@ -58,7 +58,7 @@ def test_every_request_field_round_trips_through_the_cli_parser():
     full = SynthesisRequest(inputs={"T1": "/a/t1.nrrd", "T2": "/a/t2 w.nrrd"}, target="FLAIR", output="/o/out.nrrd",
                             model="tiny", device="cpu", mask="/a/m.nrrd", style_reference="/a/ref.nrrd",
                             style_alpha=0.25, match_histogram=True, register=True, n4=True, calibrate=False,
-                            plane="coronal", batch_size=3, extras={"force": True})
+                            plane="coronal", batch_size=3, confidence="/o/out_sd.nrrd", extras={"force": True})
     walk = SynthesisRequest({"t1n": "x"}, "t2w", style_target="PD", style_alpha=0.5, skull_strip=False,
                             output="o_series", output_format="dicom", extras={"quiet": True})
     amped = SynthesisRequest({"T1": "x"}, "T2", backend="torch", device="cuda:1", amp=True, skull_strip=True,

@@ -63,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     vs.add_argument("--final", default=None, metavar="RUN",
                     help="write the report into this run's validation.json and its calibration decision into its "
                     "intensity templates (both reach the exported card)")
+    vc = sub.add_parser("validate-confidence", help="site-grouped validation of the uncertainty map (runs/confidence: "
+                        "report.md, sparsification.png; rows.jsonl resumable)")
+    vc.add_argument("--data", required=True)
+    vc.add_argument("--out", default="runs/confidence")
+    vc.add_argument("--fold", action="append", required=True, metavar="SITE=RUN", help="as for validate-sites")
+    vc.add_argument("--stride", type=int, default=3, help="score every N-th brain slice (run time on a CPU)")
     tp = sub.add_parser("templates", help="write a finished run's intensity templates (runs made before they existed)")
     tp.add_argument("run")
     tp.add_argument("--data", required=True, help="the real data root the run trained on")
@@ -172,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
                                          only=set(args.only) if args.only else None)
             print((Path(args.out) / "report.md").read_text(encoding="utf-8"))
             print(json.dumps(report["targets_check"], indent=1))
+        elif args.command == "validate-confidence":
+            from .confidence_validation import run_confidence_validation
+
+            folds = {k: Path(v) for k, v in (_pair(f, "--fold", "SITE=RUN") for f in args.fold)}
+            print(run_confidence_validation(Path(args.data), Path(args.out), folds, args.stride))
         elif args.command == "templates":
             from .templates import templates_for_run, write_templates
 
