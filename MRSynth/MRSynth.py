@@ -26,7 +26,7 @@ if os.path.isdir(os.path.join(_SOURCE_ROOT, "MRSynthLib")) and _SOURCE_ROOT not 
 
 from MRSynthSlicerLib import registerSampleData  # noqa: E402
 from MRSynthSlicerLib.BackgroundRun import BackgroundRun  # noqa: E402
-from MRSynthSlicerLib.Display import showOverBackground  # noqa: E402
+from MRSynthSlicerLib.Display import showOverBackground, showUncertaintyOverlay  # noqa: E402
 from MRSynthSlicerLib.InstallLogic import versionProblem  # noqa: E402
 from MRSynthSlicerLib.Logic import MRSynthLogic  # noqa: E402 - also `from MRSynth import MRSynthLogic`
 from MRSynthSlicerLib.ModelPanel import ModelPanel  # noqa: E402
@@ -277,6 +277,14 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ModelPane
                  "views' background: their fade slider compares).")
         for note in filter(None, (out.GetAttribute("MRSynth.Notes") or "").split(" | ")):
             self.log(f"Note: {note}")  # e.g. the brain was extracted from a head, an input covers only part
+        from MRSynthLib.mrml import uncertainty_node
+
+        uncertainty = uncertainty_node(out)
+        if uncertainty is not None and self._parameterNode is not None and self._parameterNode.uncertaintyMap:
+            showUncertaintyOverlay(uncertainty, out)
+            self.log(f"Uncertainty map: '{uncertainty.GetName()}', shown in colour over the result (bright = larger "
+                     "expected error; |error| within 1.96 x its value on ~95 % of brain voxels at unseen sites; "
+                     "it ranks errors only weakly: docs/confidence.md).")
 
     def stopRun(self, message: str) -> None:
         """Cancel the Apply in progress, if any: kills the process tree, nothing is written."""

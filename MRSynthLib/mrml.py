@@ -8,6 +8,8 @@ imported inside the functions so that the engine stays importable without Slicer
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from . import orientation
@@ -15,7 +17,7 @@ from .contrasts import CONTRASTS, GADOLINIUM_NOTE, canonical, detect, synthetic_
 from .errors import MRSynthError
 from .io import check_voxels
 from .request import SynthesisRequest
-from .synthesis import Progress, run_request
+from .synthesis import Progress, run_request_with_confidence
 from .volume import Volume
 
 PREVIEW_NOTE = ("LIVE PREVIEW: slices were synthesized one at a time as they were viewed, at varying style "
@@ -184,7 +186,9 @@ def write_output_node(result: Volume, first, output=None, scene=None, name: str 
     output.RemoveAttribute("MRSynth.Preview")  # a full result; mark_preview() sets it again for a preview
     description = synthetic_description(target, result.metadata.get("MRSynth.Model", "?"),
                                         result.metadata.get("MRSynth.Inputs", "?"))
-    output.SetDescription(description + (" " + GADOLINIUM_NOTE if target == "T1Gd" else ""))
+    warning = result.metadata.get("MRSynth.UncertaintyWarning")
+    output.SetDescription(description + (" " + GADOLINIUM_NOTE if target == "T1Gd" else "")
+                          + (f" Warning: {warning}." if warning else ""))
     if output.GetDisplayNode() is None:
         try:
             output.CreateDefaultDisplayNodes()
@@ -302,9 +306,53 @@ def synthesize_nodes(request: SynthesisRequest, engine=None, progress: Progress 
     returning ``False``) or an error leaves the scene as it was. Inputs are never modified.
     """
     check_nodes(request)
-    result = run_request(request.with_sources(node_volume), engine=engine, progress=progress)
-    return write_output_node(result, request.first, output=request.output, scene=scene, name=name,
-                             protected=protected_nodes(request))
+    result, sd = run_request_with_confidence(request.with_sources(node_volume), engine=engine, progress=progress)
+    output = write_output_node(result, request.first, output=request.output, scene=scene, name=name,
+                               protected=protected_nodes(request))
+    if sd is not None:
+        write_uncertainty_node(sd, output)
+    return output
+
+
+UNCERTAINTY_REFERENCE = "MRSynthUncertainty"  # output node → its uncertainty map node
+UNCERTAINTY_COLORS = "vtkMRMLColorTableNodeInferno"  # dark = small expected error, bright = large
+
+
+def write_uncertainty_node(sd: Volume, output):
+    """The uncertainty map as its own node on the output's grid, referenced by the output (a rerun into the
+    same output refills the same map node); labelled as a map, never as an image."""
+    import slicer.util
+    import vtk
+
+    scene = output.GetScene()
+    node = uncertainty_node(output)
+    if node is None:
+        node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", scene.GenerateUniqueName(f"{output.GetName()} uncertainty"))
+        output.SetNodeReferenceID(UNCERTAINTY_REFERENCE, node.GetID())
+    m = vtk.vtkMatrix4x4()
+    output.GetIJKToRASMatrix(m)
+    node.SetIJKToRASMatrix(m)
+    node.SetAndObserveTransformNodeID(output.GetTransformNodeID())
+    slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(array_on_grid(sd, grid_of(output)), np.float32))
+    for key, value in sd.metadata.items():
+        if key.startswith("MRSynth."):
+            node.SetAttribute(key, str(value))
+    node.SetDescription(f"{sd.metadata.get('descrip', 'MRSynth uncertainty')}: "
+                        f"{sd.metadata.get('MRSynth.UncertaintyInterval', '')}")
+    if node.GetDisplayNode() is None:
+        try:
+            node.CreateDefaultDisplayNodes()
+        except Exception:  # noqa: BLE001 - a bare scene may lack the default color tables
+            pass
+    display = node.GetDisplayNode()
+    if display is not None and scene.GetNodeByID(UNCERTAINTY_COLORS) is not None:
+        display.SetAndObserveColorNodeID(UNCERTAINTY_COLORS)
+    return node
+
+
+def uncertainty_node(output):
+    """The uncertainty map node of an output node (None: no map was made)."""
+    return output.GetNodeReference(UNCERTAINTY_REFERENCE) if output is not None else None
 
 
 def autofill(nodes) -> dict[str, object]:
@@ -346,4 +394,7 @@ def job_request(request: SynthesisRequest, workdir) -> SynthesisRequest[str]:
     def write(node, role: str) -> str:  # uncompressed: this runs on Slicer's main thread
         return str(write_volume(node_volume(node, role), work / f"{role}.nrrd", overwrite=True, compress=False))
 
-    return request.with_sources(write, output=str(work / f"{request.target}_synthetic.nrrd"))
+    job = request.with_sources(write, output=str(work / f"{request.target}_synthetic.nrrd"))
+    if request.confidence is not None:  # the map comes back as a file beside the output
+        job = replace(job, confidence=str(work / f"{request.target}_uncertainty.nrrd"))
+    return job

@@ -48,6 +48,8 @@ class ProcessProtocol(Protocol):
 
     def result(self) -> Volume: ...
 
+    def uncertainty(self) -> Volume | None: ...
+
 
 def parse_progress(text: str) -> int | None:
     """Last percentage in tqdm output (``'FLAIR:  42%|████▏     | 21/50'`` → 42)."""
@@ -166,7 +168,9 @@ class SynthesisProcess:
         for t in self._threads:
             t.join(timeout=5)
         if self.request is not None:
-            remove_partial_output(Path(self.request.output))
+            for path in (self.request.output, self.request.confidence):
+                if path is not None:
+                    remove_partial_output(Path(path))
 
     def result(self) -> Volume:
         """Read the finished output (raises when the run did not finish)."""
@@ -177,6 +181,17 @@ class SynthesisProcess:
 
         volume = read_volume(self.request.output, check_content=False)
         volume.metadata.update(read_labels(self.request.output))
+        return volume
+
+    def uncertainty(self) -> Volume | None:
+        """The finished run's uncertainty map, when the request asked for one (else None)."""
+        if self.request is None or self.request.confidence is None:
+            return None
+        self.result()  # the same check: only a finished run has one
+        from .io import read_volume
+
+        volume = read_volume(self.request.confidence, check_content=False)
+        volume.metadata.update(read_labels(self.request.confidence))
         return volume
 
 

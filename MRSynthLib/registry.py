@@ -194,15 +194,18 @@ INTERFACES = ("unified", "onehot", "pairwise")
 
 def model_settings(bundle: ModelBundle):
     """The card's settings for a backend: id, 2.5D context (``arch.context``: neighbouring slices per side;
-    0 for older cards), intensity templates and calibrated targets (``MRSynthLib.calibration``)."""
+    0 for older cards), intensity templates and calibrated targets (``MRSynthLib.calibration``), the uncertainty map's error model
+    (``MRSynthLib.confidence``)."""
     from .backends import ModelSettings
     from .calibration import parse_calibrate_targets, parse_templates
+    from .confidence import parse_error_model
 
     raw = bundle.card.get("intensity_templates") or {}
     try:
         return ModelSettings(model_id=bundle.id, context=int(bundle.card.get("arch", {}).get("context", 0)),
                              intensity_templates=parse_templates(raw.get("contrasts")),
-                             calibrate_targets=parse_calibrate_targets(raw))
+                             calibrate_targets=parse_calibrate_targets(raw),
+                             error_model=parse_error_model(bundle.card.get("confidence"), f"model {bundle.id}"))
     except MRSynthError as exc:
         raise MRSynthError(str(exc), bundle.card_name) from None
 

@@ -239,35 +239,25 @@ def _run(request: SynthesisRequest[Volume], engine: Backend | None,
                        skull_strip=request.skull_strip)
     ref_code = reference_style_or_none(engine, request.style_reference, request.plane)
     style = style_code(engine, tgt, ref_code, alpha, request.style_target)
-    wanted = request.confidence is not None
-    use_variants = wanted and conf.VARIANT_WEIGHT > 0 and conf.METHOD != "none"
-    n_passes = 1 + (conf.n_variants(conf.METHOD, len(prepared.inputs)) if use_variants else 0)
-    for_pass = conf.passes_progress(progress, n_passes, 0)
-
-    def one_pass(p: Prepared, k: int) -> np.ndarray:
-        return run_slices(engine, p, style, plane=request.plane, batch_size=request.batch_size,
-                          progress=for_pass(k))
-
-    raw = one_pass(prepared, 0)
+    out = run_slices(engine, prepared, style, plane=request.plane, batch_size=request.batch_size, progress=progress)
     mapping = output_mapping(engine, prepared, tgt, request.style_target, request.style_reference,
                              request.match_histogram, request.calibrate)
-    out = mapping.apply(raw, prepared.mask, alpha)
+    out = mapping.apply(out, prepared.mask, alpha)
     result = to_output_volume(out, prepared, tgt, engine.model_id)
     # what was done to the intensities, kept with the result (node attribute; NRRD/MHA header key)
     result.metadata["MRSynth.Calibration"] = (f"tone exponent {mapping.gamma:.3f} vs the model's templates"
                                               if mapping.calibrated is not None else "off")
     result.metadata["MRSynth.Device"] = f"{engine.device} ({engine.name})"  # what really ran, not what was asked
-    if prepared.notes:  # kept with the result (node attribute; NRRD/MHA header key); the CLI prints them
-        result.metadata["MRSynth.Notes"] = " | ".join(prepared.notes)
-    if not wanted:
+    error_model = engine.error_model or conf.DEFAULT  # costs no generator pass: every result gets its warning
+    unc = conf.sigma(out, prepared.mask, tgt, error_model)
+    notes = list(prepared.notes)
+    if unc.high:  # a note (CLI, panel log) and the node's description
+        result.metadata["MRSynth.UncertaintyWarning"] = conf.high_uncertainty_note(tgt, unc.mean_sd, error_model)
+        notes.append(result.metadata["MRSynth.UncertaintyWarning"])
+    if notes:  # kept with the result (node attribute; NRRD/MHA header key); the CLI and the panel print them
+        result.metadata["MRSynth.Notes"] = " | ".join(notes)
+    if request.confidence is None:
         return result, None
-    mapped = []
-    if use_variants:
-        counter = iter(range(1, n_passes))
-        variants = conf.variant_passes(conf.METHOD, prepared, lambda p: one_pass(p, next(counter)))
-        main_q = np.quantile(raw[prepared.mask], np.linspace(0.0, 1.0, 1001))
-        mapped = [mapping.apply(v, prepared.mask, alpha, src_q=main_q) for v in variants]  # the main pass's map
-    sd = conf.sigma(out, mapped, prepared.mask, tgt)
-    sd_image = to_output_volume(sd, prepared, tgt, engine.model_id)
+    sd_image = to_output_volume(unc.sd, prepared, tgt, engine.model_id)
     sd_image.metadata.update({k: result.metadata[k] for k in ("MRSynth.Calibration", "MRSynth.Device")})
-    return result, conf.confidence_volume(sd_image, tgt, engine.model_id, conf.method_label())
+    return result, conf.confidence_volume(sd_image, tgt, engine.model_id, error_model, unc.mean_sd)

@@ -45,21 +45,58 @@ def test_the_map_lies_on_the_output_grid_is_non_negative_zero_outside_the_brain_
     assert image.metadata["MRSynth.Synthetic"] == "1"
 
 
-def test_test_time_variants_run_one_pass_each_and_spread(small_subject, tiny_bundle, monkeypatch):
-    from MRSynthLib import confidence as conf
+def _bundle_with(tiny_bundle, folder, record):
+    """A copy of the tiny model whose card carries ``record`` as its uncertainty error model."""
+    import json
+    import shutil
+
+    for f in tiny_bundle.parent.iterdir():
+        shutil.copy(f, folder / f.name)
+    card = json.loads(tiny_bundle.read_text())
+    card["confidence"] = record
+    (folder / tiny_bundle.name).write_text(json.dumps(card))
+    return folder / tiny_bundle.name
+
+
+def _record(value=0.5, warn=None):
+    return {"bins": [0.0, 0.5, 1.0], "error_model": {"FLAIR": [value, value]}, "scale_levelfit": {"FLAIR": 1.0},
+            "warn_mean_sd": warn, "fitted_on": "toy folds"}
+
+
+def test_the_cards_error_model_is_the_one_used_and_named(small_subject, tiny_bundle, tmp_path, with_sd):
     from MRSynthLib.synthesis import synthesize_with_confidence
 
-    monkeypatch.setattr(conf, "METHOD", "both")
-    monkeypatch.setattr(conf, "VARIANT_WEIGHT", 1.0)
-    monkeypatch.setattr(conf, "ERROR_MODEL", {})
-    seen = []
+    bundle = _bundle_with(tiny_bundle, tmp_path, _record(0.5))
     image, sd = synthesize_with_confidence({c: small_subject.volumes[c] for c in ("T1", "T2")}, "FLAIR",
-                                           model=str(tiny_bundle), device="cpu",
-                                           progress=lambda d, t, _m: seen.append((d, t)))
-    totals = {t for _, t in seen}
-    assert len(totals) == 1 and seen[-1][0] == max(totals) and max(totals) % 4 == 0  # main + flip + 2 left out
-    assert sd.same_grid(image) and sd.array.max() > 0 and "test-time variants (both)" in sd.metadata[
-        "MRSynth.UncertaintyMethod"]
+                                           model=str(bundle), device="cpu")
+    brain = sd.array > 0
+    top = np.percentile(image.array[brain], 99.5)
+    assert np.allclose(sd.array[brain], 0.5 * top, rtol=1e-3)  # the card's flat table, in the output's units
+    assert sd.metadata["MRSynth.UncertaintyMethod"].endswith("fitted on toy folds")
+    assert "v3 site folds" in with_sd.confidence.metadata["MRSynth.UncertaintyMethod"]  # a card without one
+
+
+def test_a_malformed_error_model_in_the_card_is_refused_naming_the_card(small_subject, tiny_bundle, tmp_path):
+    from MRSynthLib.synthesis import synthesize
+
+    bad = _record()
+    bad["error_model"]["FLAIR"] = [0.5]  # one value for two bins
+    bundle = _bundle_with(tiny_bundle, tmp_path, bad)
+    with pytest.raises(MRSynthError, match="confidence.*2 non-negative values") as info:
+        synthesize({"T1": small_subject.volumes["T1"]}, "FLAIR", model=str(bundle), device="cpu")
+    assert bundle.name in str(info.value)
+
+
+@pytest.mark.parametrize("warn, warned", [(0.0, True), (5.0, False)])
+def test_a_high_volume_uncertainty_is_one_warning_line(warn, warned, case, tiny_bundle, tmp_path, capsys):
+    bundle = _bundle_with(tiny_bundle, tmp_path, _record(0.5, warn))
+    out = tmp_path / "FLAIR.nrrd"  # NRRD keeps the notes in its header
+    assert main([a for a in _args(case, bundle, out) if a != "--quiet"]) == 0  # no map asked: still warned
+    lines = [x for x in capsys.readouterr().err.splitlines() if "high uncertainty" in x]
+    assert len(lines) == (1 if warned else 0)
+    if warned:
+        assert lines[0].startswith("mrsynth: warning: high uncertainty") and "mean σ 0.500" in lines[0]
+        assert "high uncertainty" in read_volume(out).metadata.get("MRSynth.Notes", "")
 
 
 def test_python_api_shape(with_sd, small_subject, tiny_bundle):

@@ -55,3 +55,24 @@ def showOverBackground(node, background=None) -> None:
     """Window/level for its units, then foreground of every view over the user's background."""
     setWindowLevel(node)
     showAsForeground(node, background)
+
+
+UNCERTAINTY_OPACITY = 0.4
+
+
+def showUncertaintyOverlay(uncertainty, result) -> None:
+    """The uncertainty map as a colour overlay on the result: the result becomes every view's background,
+    the map its foreground (its colour table: dark = small expected error, bright = large), with a colour
+    legend where Slicer has them. The fade slider goes from the result to the map."""
+    import slicer.util
+
+    setWindowLevel(result)
+    setWindowLevel(uncertainty)
+    for composite in slicer.util.getNodesByClass("vtkMRMLSliceCompositeNode", uncertainty.GetScene()):
+        composite.SetBackgroundVolumeID(result.GetID())
+        composite.SetForegroundVolumeID(uncertainty.GetID())
+        composite.SetForegroundOpacity(UNCERTAINTY_OPACITY)
+    colors = getattr(getattr(slicer, "modules", None), "colors", None)  # the Colors module: the desktop app only
+    if colors is not None:
+        legend = colors.logic().AddDefaultColorLegendDisplayNode(uncertainty)
+        legend.SetTitleText("expected |error|")

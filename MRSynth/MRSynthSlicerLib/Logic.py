@@ -84,8 +84,13 @@ class MRSynthLogic(ScriptedLoadableModuleLogic, InstallLogic, PreviewLogic):
         return process
 
     def loadResult(self, process, request):
-        """Write a finished run into ``request.output`` (or a new node); never into a node it read."""
-        from MRSynthLib.mrml import protected_nodes, write_output_node
+        """Write a finished run into ``request.output`` (or a new node); never into a node it read. Its
+        uncertainty map, when asked for, becomes a node of its own (``MRSynthLib.mrml.uncertainty_node``)."""
+        from MRSynthLib.mrml import protected_nodes, write_output_node, write_uncertainty_node
 
-        return write_output_node(process.result(), request.first, output=request.output, scene=slicer.mrmlScene,
-                                 protected=protected_nodes(request))
+        output = write_output_node(process.result(), request.first, output=request.output, scene=slicer.mrmlScene,
+                                   protected=protected_nodes(request))
+        sd = process.uncertainty()
+        if sd is not None:  # the map asked for with the request (confidence=True)
+            write_uncertainty_node(sd, output)
+        return output

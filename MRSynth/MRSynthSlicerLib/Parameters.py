@@ -41,6 +41,7 @@ class MRSynthParameterNode:
     calibrateIntensities: bool = True
     model: str = ""  # model id or imported card path; "" = the default model (synced by the Widget)
     device: Annotated[str, Choice(list(DEVICES))] = "auto"
+    uncertaintyMap: bool = False  # also the per-voxel uncertainty map (request field ``confidence``)
 
     def inputs(self) -> dict:
         """Contrast → selected node, for the contrasts that have one (in CONTRASTS order)."""
@@ -57,4 +58,4 @@ class MRSynthParameterNode:
             style_alpha=self.styleAlpha if hasReference or second else None,
             match_histogram=self.matchHistogram and hasReference, mask=self.maskVolume, register=self.registerInputs,
             calibrate=self.calibrateIntensities, model=self.model or None, device=self.device,
-            batch_size=self.batchSize, output=self.outputVolume)
+            batch_size=self.batchSize, output=self.outputVolume, confidence=True if self.uncertaintyMap else None)

@@ -8,6 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ..confidence import ErrorModel
 from ..errors import MRSynthError
 
 
@@ -23,6 +24,8 @@ class ModelSettings:
     # the targets whose output is calibrated (the card's ``calibrate_targets``, chosen by site validation);
     # None: every target with a template
     calibrate_targets: frozenset[str] | None = None
+    # the card's fitted error model of the uncertainty map (MRSynthLib.confidence); None: the project default
+    error_model: ErrorModel | None = None
 
 
 class Backend(Protocol):
@@ -34,6 +37,7 @@ class Backend(Protocol):
     mean_styles: np.ndarray  # (n_contrasts, style_dim)
     intensity_templates: dict[str, np.ndarray] | None  # see ModelSettings
     calibrate_targets: frozenset[str] | None
+    error_model: ErrorModel | None  # see ModelSettings
     context: int
     has_style_encoder: bool
 
@@ -68,6 +72,7 @@ class SettingsFromCard:
         self.context = int(settings.context)
         self.intensity_templates = settings.intensity_templates
         self.calibrate_targets = settings.calibrate_targets
+        self.error_model = settings.error_model
 
     def check(self, inputs: list[str], target: str, style_ref: bool = False,
               style_target: str | None = None) -> None:

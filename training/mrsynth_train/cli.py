@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--register", default=None, metavar="MODELS_JSON",
                    help="add the bundle to this registry (e.g. Resources/Models.json) and make it the default")
     e.add_argument("--url", default="", help="download URL recorded in the registry")
+    e.add_argument("--confidence", default=None, metavar="ERROR_MODEL_JSON",
+                   help="the uncertainty map's error model (validate-confidence's error_model.json) for the card")
     v = sub.add_parser("validate", help="whole-volume 3→1 validation on real subjects with the histogram baseline")
     v.add_argument("run")
     v.add_argument("--data", required=True)
@@ -142,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "export":
             from .export import export_run
 
-            card = export_run(Path(args.run), Path(args.out), model_id=args.id, version=args.version)
+            card = export_run(Path(args.run), Path(args.out), model_id=args.id, version=args.version,
+                              confidence=Path(args.confidence) if args.confidence else None)
             if args.register:
                 from .export import (
                     beats,

@@ -11,6 +11,7 @@ from MRSynthLib import confidence_metrics as cm
 from MRSynthLib.io import write_bytes_atomic
 
 GOAL_RHO, GOAL_TOP = 0.3, 2.0
+MAX_FLAGGED = 1 / 3  # the volume-level warning may fire on at most this share of the validation tasks
 LEVEL_WEIGHTS = (0.03, 0.1, 0.3, 1.0, 3.0)  # candidate a of the combined maps SD + a·output
 COMBINED = {"flip+level": "flip", "both+level": "both"}  # combined map → its variant SD
 LEVEL_BINS = np.linspace(0.0, 1.0, 21)  # output-intensity bins of the fitted error model
@@ -149,7 +150,30 @@ def summary(rows: list[dict], out: Path, method: str) -> dict[str, dict]:
     return table
 
 
-def write_report(rows: list[dict], out: Path, methods: tuple[str, ...] | None = None) -> str:
+def warning_threshold(fitted: list[dict], scales: dict[str, float]) -> dict:
+    """The volume-level warning (issue #15 item 2): each task's mean σ (the levelfit map, its table fitted on
+    the other folds, times the target's scale) against its MAE; the threshold on mean σ that best flags the
+    tasks in the worst quarter of MAE (Youden's J = sensitivity + specificity - 1), among thresholds that
+    flag at most MAX_FLAGGED of the tasks. Chosen in-sample on these tasks: the report says so."""
+    mean_sd = np.array([float(np.mean(r["_sd"])) * scales.get(r["target"], 1.0) for r in fitted])
+    mae = np.array([r["methods"]["levelfit"]["mae"] for r in fitted])
+    bad = mae >= np.quantile(mae, 0.75)
+    best = {"threshold": float("inf"), "j": -1.0}
+    for t in np.unique(mean_sd):
+        flag = mean_sd >= t
+        if flag.mean() > MAX_FLAGGED:  # a warning on most results would be ignored
+            continue
+        sens, spec = flag[bad].mean(), (~flag[~bad]).mean()
+        if sens + spec - 1 > best["j"]:
+            best = {"threshold": round(float(t), 4), "j": float(sens + spec - 1), "sensitivity": float(sens),
+                    "specificity": float(spec), "flagged": int(flag.sum())}
+    from scipy.stats import spearmanr
+
+    return {**best, "tasks": len(fitted), "bad_mae_from": float(np.quantile(mae, 0.75)),
+            "rho_mean_sd_mae": float(spearmanr(mean_sd, mae).statistic)}
+
+
+def write_report(rows: list[dict], out: Path, methods: tuple[str, ...] | None = None, fitted_on: str = "") -> str:
     methods = methods or METHODS
     combined = {**{m: combined_rows(rows, out, m) for m in COMBINED}, **{m: fitted_rows(rows, out, m) for m in FITTED}}
     lines = ["| method | target | tasks | ρ mean (min) | AUSE / MAE (random) | top-10 % / median (min) | "
@@ -173,7 +197,14 @@ def write_report(rows: list[dict], out: Path, methods: tuple[str, ...] | None = 
     tail += [f"- {m}: " + ", ".join(f"{t} {k:.2f}" for t, k in sorted(s.items())) for m, s in scales.items()]
     model = {t: level_table(rows, out, t, None).round(4).tolist() for t in sorted({r["target"] for r in rows})}
     model["*"] = level_table(rows, out, None, None).round(4).tolist()
-    record = {"bins": LEVEL_BINS.tolist(), "error_model": model, "scale_levelfit": scales.get("levelfit", {})}
+    warn = warning_threshold(combined["levelfit"], scales.get("levelfit", {}))
+    tail += ["", f"Volume-level warning: across the {warn['tasks']} tasks the mean σ ranks the task's MAE with "
+             f"Spearman ρ {warn['rho_mean_sd_mae']:.2f}; a result is flagged when its mean σ ≥ {warn['threshold']:.3f} "
+             f"(chosen in-sample to flag the worst quarter of tasks, at most a third of all, MAE ≥ {warn['bad_mae_from']:.3f}: sensitivity "
+             f"{100 * warn['sensitivity']:.0f} %, specificity {100 * warn['specificity']:.0f} %, "
+             f"{warn['flagged']} of {warn['tasks']} flagged)."]
+    record = {"bins": LEVEL_BINS.tolist(), "error_model": model, "scale_levelfit": scales.get("levelfit", {}),
+              "warn_mean_sd": warn["threshold"], "warning": warn, "fitted_on": fitted_on or str(out)}
     write_bytes_atomic(json.dumps(record, indent=1).encode("utf-8"), out / "error_model.json")
     text = "\n".join(head + lines + tail) + "\n"
     write_bytes_atomic(text.encode("utf-8"), out / "report.md")

@@ -20,9 +20,9 @@ import numpy as np
 
 from MRSynthLib import confidence_metrics as cm
 from MRSynthLib import orientation
-from MRSynthLib.confidence import spread, variant_passes
 
 from .confidence_report import write_report
+from .confidence_variants import spread, variant_passes
 from .evaluate import task_list
 from .site_validation import RowStore, Subject, load_subjects, task_key
 
@@ -139,4 +139,5 @@ def run_confidence_validation(data: Path, out: Path, folds: dict[str, Path], str
                    "target": target, "seconds_per_pass": seconds, "voxels": int(err.size),
                    "methods": {k: score_task(err, v) for k, v in sds.items()}})
         print(f"{key}: {seconds:.1f} s/pass, rho flip {store.rows[key]['methods']['flip']['rho']:.3f}", flush=True)
-    return write_report(list(RowStore(store.path).rows.values()), out)
+    fitted_on = "the site-fold runs " + ", ".join(str(run) for _, run in sorted(folds.items()))
+    return write_report(list(RowStore(store.path).rows.values()), out, fitted_on=fitted_on)

@@ -114,16 +114,31 @@ def _export_other(run: Path, out: Path, mid: str) -> dict:
     return card
 
 
-def export_run(run: Path, out: Path, model_id: str | None = None, version: str = "1.0.0") -> dict:
+def read_error_model(path: Path | None) -> dict | None:
+    """The uncertainty map's error model for the card (``mrsynth-train validate-confidence``'s
+    ``error_model.json``), checked as the engine will read it."""
+    if path is None:
+        return None
+    from MRSynthLib.confidence import parse_error_model
+
+    raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    parse_error_model(raw, str(path))
+    return raw
+
+
+def export_run(run: Path, out: Path, model_id: str | None = None, version: str = "1.0.0",
+               confidence: Path | None = None) -> dict:
     """Write the bundle into ``out``: the card ``<id>.json`` and its files. Unified: ``<id>.onnx``,
-    ``<id>-style.onnx``, ``<id>.pt``; one-hot recipes: ``<id>.onnx``; pairwise: ``<id>-<SRC>_to_<TGT>.onnx``."""
+    ``<id>-style.onnx``, ``<id>.pt``; one-hot recipes: ``<id>.onnx``; pairwise: ``<id>-<SRC>_to_<TGT>.onnx``.
+    ``confidence``: an ``error_model.json`` fitted on this recipe's site folds, kept in the card."""
     from .nets.cost import count_macs
 
     cfg = run_config(run)
     mid = model_id or f"mrsynth-{cfg['recipe']}"
     out.mkdir(parents=True, exist_ok=True)
+    error_model = {"confidence": read_error_model(confidence)} if confidence else {}
     if cfg["recipe"] != "unified":
-        card = _card_common(run, mid, version, cfg) | _export_other(run, out, mid)
+        card = _card_common(run, mid, version, cfg) | error_model | _export_other(run, out, mid)
         write_bytes_atomic(json.dumps(card, indent=1).encode("utf-8"), out / f"{mid}.json")
         return card
     model, cfg = load_run_model(run)
@@ -131,7 +146,7 @@ def export_run(run: Path, out: Path, model_id: str | None = None, version: str =
     export_onnx(model, gen, sty)
     shutil.copyfile(run / "model.pt", pt)
     params = sum(p.numel() for p in model.generator.parameters())
-    card = _card_common(run, mid, version, cfg) | {
+    card = _card_common(run, mid, version, cfg) | error_model | {
         "interface": "unified",
         "arch": unified_arch(cfg) | {"n_contrasts": len(CONTRASTS)},
         "input": {"plane": plane(cfg.get("data", {}).get("axis", "axial")), "size": "any H×W, multiples of 4",
