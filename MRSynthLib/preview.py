@@ -18,7 +18,14 @@ from .errors import MRSynthError
 from .postprocess import output_mapping
 from .request import SynthesisRequest
 from .slice_runner import SliceRunner
-from .synthesis import check_engine_for, prepare, reference_style_or_none, style_code, to_output_volume
+from .synthesis import (
+    check_engine_for,
+    prepare,
+    reference_style_or_none,
+    style_code,
+    style_reference_brain,
+    to_output_volume,
+)
 from .volume import Volume
 
 SAMPLE_SLICES = 8  # slices that estimate the whole volume's output histogram (one batch)
@@ -49,8 +56,8 @@ class PreviewSession:
         check_engine_for(engine, request)
         self.engine, self.request, self.target = engine, request, request.target
         self.plane, self.style_target = request.plane, request.style_target
-        reference = request.style_reference
         self.prepared = prepare(dict(request.inputs), mask=request.mask, skull_strip=request.skull_strip)
+        reference, _ = style_reference_brain(request)
         self.reference_style = reference_style_or_none(engine, reference, self.plane)
         self.mapping = output_mapping(engine, self.prepared, self.target, self.style_target, reference,
                                       request.match_histogram, request.calibrate)

@@ -226,3 +226,26 @@ def input_brain_mask(originals: dict[str, Volume], aligned: dict[str, Volume], l
     others = tuple(aligned[c].array for c in (heads or aligned) if c != source)
     return extract_brain(aligned[source], others), [
         f"{labels[source]}: {why}; brain extracted by registering the MNI152 template; {override}"]
+
+
+def reference_brain(reference: Volume | None, skull_strip: bool | str = "auto",
+                    label: str = "style reference") -> tuple[Volume | None, list[str]]:
+    """The style reference as the style encoder and histogram matching should see it: a head's brain alone
+    (0 outside, so its own mask is the brain), by the same rule as the inputs; and the note saying so.
+
+    Without this a head's skull and scalp enter the reference's histogram (its bright fat becomes the top
+    of the target's intensity range) and its style code."""
+    check_skull_strip(skull_strip)
+    if reference is None or skull_strip is False:
+        return reference, []
+    check = check_stripped(reference)
+    if skull_strip == "auto" and check.stripped:
+        return reference, []
+    why = f"not skull-stripped ({check.reason})" if not check.stripped else "brain extraction asked for"
+    if importlib.util.find_spec("nilearn") is None:
+        raise MRSynthError(f"{why}; brain extraction needs the MNI152 template from nilearn: pip install "
+                           "'mrsynth[phantom]' (or pass --no-skull-strip)", label)
+    brain = extract_brain(reference)
+    stripped = reference.with_array(np.where(brain, reference.array, 0).astype(reference.array.dtype))
+    return stripped, [f"{label}: {why}; its brain was extracted for its style and histogram"]
+

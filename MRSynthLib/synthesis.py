@@ -111,6 +111,20 @@ def reference_style_or_none(backend: Backend, reference: Volume | None, plane: s
     return encode_reference_style(backend, reference, plane)
 
 
+def style_reference_brain(request: SynthesisRequest[Volume]) -> tuple[Volume | None, list[str]]:
+    """The request's style reference, its brain extracted when it is a head (``request.skull_strip``'s rule);
+    checked first, so a bad reference is named before any extraction."""
+    from .skullstrip import reference_brain
+
+    reference = request.style_reference
+    if reference is None:
+        return None, []
+    label = _label(reference, "style reference")
+    check_volume(reference, label)
+    check_image(reference, label)
+    return reference_brain(reference, request.skull_strip, label)
+
+
 def style_code(backend: Backend, target: str, reference_style: np.ndarray | None = None, alpha: float = 0.0,
                style_target: str | None = None) -> np.ndarray:
     """Point in style space: (1−α)·mean[target] + α·(reference code or mean[style_target])."""
@@ -237,10 +251,11 @@ def _run(request: SynthesisRequest[Volume], engine: Backend | None,
     tgt, alpha = request.target, request.alpha
     prepared = prepare(dict(request.inputs), mask=request.mask, register=request.register, n4=request.n4,
                        skull_strip=request.skull_strip)
-    ref_code = reference_style_or_none(engine, request.style_reference, request.plane)
+    reference, ref_notes = style_reference_brain(request)
+    ref_code = reference_style_or_none(engine, reference, request.plane)
     style = style_code(engine, tgt, ref_code, alpha, request.style_target)
     out = run_slices(engine, prepared, style, plane=request.plane, batch_size=request.batch_size, progress=progress)
-    mapping = output_mapping(engine, prepared, tgt, request.style_target, request.style_reference,
+    mapping = output_mapping(engine, prepared, tgt, request.style_target, reference,
                              request.match_histogram, request.calibrate)
     out = mapping.apply(out, prepared.mask, alpha)
     result = to_output_volume(out, prepared, tgt, engine.model_id)
@@ -250,7 +265,7 @@ def _run(request: SynthesisRequest[Volume], engine: Backend | None,
     result.metadata["MRSynth.Device"] = f"{engine.device} ({engine.name})"  # what really ran, not what was asked
     error_model = engine.error_model or conf.DEFAULT  # costs no generator pass: every result gets its warning
     unc = conf.sigma(out, prepared.mask, tgt, error_model)
-    notes = list(prepared.notes)
+    notes = [*prepared.notes, *ref_notes]
     if unc.high:  # a note (CLI, panel log) and the node's description
         result.metadata["MRSynth.UncertaintyWarning"] = conf.high_uncertainty_note(tgt, unc.mean_sd, error_model)
         notes.append(result.metadata["MRSynth.UncertaintyWarning"])

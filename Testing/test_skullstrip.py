@@ -157,3 +157,22 @@ def test_cli_says_it_in_one_line_and_the_options_override(phantom_head, tmp_path
     assert rc == 2 and "give --mask or --no-skull-strip, not both" in capsys.readouterr().err
     assert main([*base, "--output", str(tmp_path / "m.nii.gz"), "--mask", str(tmp_path / "brain.nii.gz")]) == 0
     assert "skull" not in capsys.readouterr().err
+
+
+def test_a_head_as_style_reference_has_its_brain_extracted_and_said(real, real_head):
+    """A style reference with skull and scalp: its histogram and style code are its brain's, as for inputs."""
+    from MRSynthLib.postprocess import reference_quantiles
+    from MRSynthLib.skullstrip import reference_brain
+
+    vols, _ = real
+    heads, _ = real_head
+    truth = reference_quantiles(vols["FLAIR"])
+    stripped, notes = reference_brain(heads["FLAIR"], "auto", "ref.nii.gz")
+    assert np.abs(reference_quantiles(stripped) - truth).mean() < 0.5 * np.abs(reference_quantiles(heads["FLAIR"])
+                                                                                - truth).mean()
+    assert len(notes) == 1 and notes[0].startswith("ref.nii.gz: not skull-stripped (")
+    assert reference_brain(vols["FLAIR"]) == (vols["FLAIR"], [])  # a stripped reference is used as it is
+    assert reference_brain(heads["FLAIR"], False)[0] is heads["FLAIR"]  # --no-skull-strip: the whole head
+    out = synthesize({"T1": vols["T1"], "T2": vols["T2"]}, "FLAIR", style_reference=heads["FLAIR"], style_alpha=1.0,
+                     match_histogram=True, device="cpu")
+    assert "its brain was extracted for its style and histogram" in out.metadata["MRSynth.Notes"]
