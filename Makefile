@@ -29,6 +29,7 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python Testing/bench/bench_engine.py
 	$(BIN)/python Testing/bench/bench_preview.py
+	$(BIN)/python Testing/bench/bench_batch.py  # cohort throughput: batch vs a CLI per subject (--sizes, --shape)
 
 bench-preview: $(STAMP)
 	$(BIN)/python Testing/bench/bench_preview.py

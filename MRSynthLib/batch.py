@@ -10,8 +10,10 @@ What makes a long run safe to leave alone:
 - an output already on disk is skipped (resume is the default), ``force`` redoes it;
 - nothing is ever written inside ROOT: an output folder inside it (or holding it) is refused.
 
-The model is loaded once and shared by every case (``jobs`` > 1 runs cases in threads: onnxruntime
-releases the GIL, but each run already uses every core, so more jobs only help on many-core machines).
+Where cases run is an :class:`Executor`; the process that calls :func:`run_batch` owns the manifest either way.
+:class:`Threads` (the default) loads the model once and shares it by every case (``jobs`` > 1 runs cases in
+threads: onnxruntime releases the GIL, but each run already uses every core, so more jobs only help on
+many-core machines); ``MRSynthLib.batch_dask.DaskCases`` runs them on a Dask cluster, local or remote.
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from . import __version__
 from .cohort import Case, discover, layout_contrasts, output_path, sidecar_path
 from .contrasts import GADOLINIUM_NOTE, canonical
 from .errors import MRSynthError
-from .io import Stamp, file_stamp, read_volume, write_bytes_atomic, write_volume
+from .io import Stamp, file_stamp, read_volume, remove_leftover_temps, write_bytes_atomic, write_volume
 
 STATUSES = ("done", "skipped-exists", "failed", "not-synthesizable")
 FIELDS = ("case", "target", "status", "message", "output", "inputs", "seconds")
@@ -60,6 +63,19 @@ class Row:
     output: str = ""
     inputs: str = ""
     seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class CaseSetup:
+    """What every case of one batch shares (sent to each cluster worker with its cases, so plain and
+    picklable): the folders, the model (registry id or path) and device, onnxruntime's threads (None: its
+    default)."""
+
+    root: Path
+    out: Path
+    model: str | None
+    device: str
+    threads: int | None = None
 
 
 @dataclass
@@ -120,13 +136,13 @@ def plan(cases: list[Case], layout: str, out: Path, target: str | None = None) -
     return jobs, no_gd
 
 
-def open_engine(model: str | None, device: str):
+def open_engine(model: str | None, device: str, threads: int | None = None):
     """(engine, card) for the onnx backend. Not ``synthesis.load_engine``: that also checks one request,
     and a refusal of that one target would lose the loaded engine; the card gives version and contrasts."""
     from .registry import backend_roles, load_backend, resolve_model
 
     bundle = resolve_model(model, roles=backend_roles("onnx"))
-    return load_backend(bundle, backend="onnx", device=device), bundle.card
+    return load_backend(bundle, backend="onnx", device=device, threads=threads), bundle.card
 
 
 def _relative(path: Path, base: Path) -> str:
@@ -137,12 +153,16 @@ def _relative(path: Path, base: Path) -> str:
     return str(path)
 
 
-class _Runner:
-    """Runs the jobs of one case with the shared engine; every problem becomes a row, never an exception."""
+class CaseRunner:
+    """Runs the jobs of one case with a loaded engine; every problem becomes a row, never an exception.
 
-    def __init__(self, engine, card: dict, root: Path, out: Path, model: str | None, device: str) -> None:
-        self.engine, self.card, self.root, self.out = engine, card, root, out
-        self.model, self.device = model, device
+    ``keep_new``: an output that appeared (or changed) since the batch was planned is this case's, written
+    by an earlier attempt of it that was lost after the write (a cluster worker killed mid-case): it is kept
+    and reported done, not written twice (nor refused as another run's, which the default does)."""
+
+    def __init__(self, engine, card: dict, setup: CaseSetup, keep_new: bool = False) -> None:
+        self.engine, self.card, self.root, self.out = engine, card, setup.root, setup.out
+        self.model, self.device, self.keep_new = setup.model, setup.device, keep_new
 
     def case(self, jobs: list[Job]) -> list[Row]:
         from .request import SynthesisRequest
@@ -177,6 +197,10 @@ class _Runner:
                     request = SynthesisRequest(inputs={c: inputs[c] for c in used}, target=job.target,
                                                model=self.model, device=self.device, output=str(job.output))
                 row.inputs = "+".join(request.inputs)
+                if self.keep_new and file_stamp(job.output) != job.stamp:
+                    row.status, row.message = "done", "kept: written by an earlier attempt of this case (lost worker)"
+                    rows.append(row)
+                    continue
                 result = run_request(request.with_sources(read), engine=self.engine)
                 job.output.parent.mkdir(parents=True, exist_ok=True)
                 if job.case.layout == "bids":  # before the image: an image on disk always has its sidecar
@@ -206,21 +230,51 @@ class _Runner:
         write_bytes_atomic((json.dumps(meta, indent=2) + "\n").encode("utf-8"), sidecar_path(job.output))
 
 
-def _each_case(runner: _Runner, work: dict[str, list[Job]], jobs: int) -> Iterator[tuple[str, list[Row]]]:
-    """(case id, rows) as cases finish. One job runs in the calling thread, so Ctrl-C stops it at once (the
-    atomic writer removes its temp file); more run in threads sharing the engine, and Ctrl-C then waits for
-    the cases in flight (threads cannot be interrupted), never starting another."""
-    if jobs == 1:
-        for case_id, js in work.items():
-            yield case_id, runner.case(js)
-        return
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(runner.case, js): case_id for case_id, js in work.items()}
-        try:
-            for future in as_completed(futures):
-                yield futures[future], future.result()
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+class Executor(Protocol):
+    """Where the cases of a batch run. ``start`` comes first, only when there is work: it loads or checks the
+    model (and reaches the workers) so that a bad model fails before anything is written, and returns
+    (model id, model card); ``each_case`` yields (case id, rows) as cases finish, one row per job, never
+    raising for one case's trouble; ``close`` frees what ``start`` took (also after an error or Ctrl-C)."""
+
+    def start(self, setup: CaseSetup, say: Callable[[str], None]) -> tuple[str, dict]: ...
+
+    def each_case(self, work: dict[str, list[Job]]) -> Iterator[tuple[str, list[Row]]]: ...
+
+    def close(self) -> None: ...
+
+
+class Threads:
+    """This process: the model loaded once, ``jobs`` cases at once in threads sharing it. One job runs in the
+    calling thread, so Ctrl-C stops it at once (the atomic writer removes its temp file); with more, Ctrl-C
+    waits for the cases in flight (threads cannot be interrupted), never starting another."""
+
+    def __init__(self, jobs: int = 1) -> None:
+        if int(jobs) < 1:
+            raise MRSynthError(f"--jobs must be at least 1, got {jobs}")
+        self.jobs = int(jobs)
+        self.runner: CaseRunner | None = None
+
+    def start(self, setup: CaseSetup, say: Callable[[str], None]) -> tuple[str, dict]:
+        engine, card = open_engine(setup.model, setup.device, setup.threads)
+        self.runner = CaseRunner(engine, card, setup)
+        return engine.model_id, card
+
+    def each_case(self, work: dict[str, list[Job]]) -> Iterator[tuple[str, list[Row]]]:
+        assert self.runner is not None, "start() first"
+        if self.jobs == 1:
+            for case_id, js in work.items():
+                yield case_id, self.runner.case(js)
+            return
+        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            futures = {pool.submit(self.runner.case, js): case_id for case_id, js in work.items()}
+            try:
+                for future in as_completed(futures):
+                    yield futures[future], future.result()
+            finally:
+                pool.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        self.runner = None
 
 
 def write_dataset_description(root: Path, out: Path) -> None:
@@ -248,16 +302,26 @@ def write_manifest(rows: list[Row], out: Path, info: dict) -> Path:
     return out / "manifest.csv"
 
 
+def _remove_leftovers(jobs: list[Job]) -> None:
+    """Temp files beside these outputs (and BIDS sidecars), left by a writer killed outright: a batch killed
+    by SIGKILL, or a cluster worker lost mid-write (its case is redone; only the client can tidy up)."""
+    for j in jobs:
+        remove_leftover_temps(j.output)
+        if j.case.layout == "bids":
+            remove_leftover_temps(sidecar_path(j.output))
+
+
 def run_batch(root: Path, out: Path, layout: str = "auto", target: str | None = None, model: str | None = None,
               device: str = "auto", force: bool = False, jobs: int = 1,
               say: Callable[[str], None] = lambda _: None, on_case: Callable[[str, list[Row]], None] | None = None,
-              start: Callable[[int], None] | None = None) -> BatchResult:
+              start: Callable[[int], None] | None = None, executor: Executor | None = None) -> BatchResult:
     """The whole batch (see the module's docstring). ``say`` gets the few lines a user should read (layout,
     the T1Gd note), ``start(n)`` the number of cases to run, ``on_case`` each finished case's rows.
+    ``executor``: where cases run (default ``Threads(jobs)``). One batch per OUT at a time: temp files left
+    beside this batch's outputs by a killed writer are removed at the start and after each case.
     Raises :class:`MRSynthError` only for a bad request, before anything is written."""
     began = time.monotonic()
-    if int(jobs) < 1:
-        raise MRSynthError(f"--jobs must be at least 1, got {jobs}")
+    executor = executor if executor is not None else Threads(jobs)
     check_folders(root, out)
     found, cases = discover(root, layout)
     if found != "bids" and (root.resolve() / "derivatives") in out.resolve().parents:
@@ -271,32 +335,44 @@ def run_batch(root: Path, out: Path, layout: str = "auto", target: str | None = 
             f"(only with --target T1Gd). {GADOLINIUM_NOTE}")
     elif target and canonical(target) == "T1Gd":
         say(GADOLINIUM_NOTE)
-    rows = {(j.case.case_id, j.target): Row(j.case.case_id, j.target, "skipped-exists",
-                                           "output exists; --force redoes it", _relative(j.output, out))
-            for j in todo if j.stamp is not None and not force}
+    skipped = {(j.case.case_id, j.target): Row(j.case.case_id, j.target, "skipped-exists",
+                                              "output exists; --force redoes it", _relative(j.output, out))
+               for j in todo if j.stamp is not None and not force}
     work: dict[str, list[Job]] = {}
     for j in todo:
-        if (j.case.case_id, j.target) not in rows:
+        if (j.case.case_id, j.target) not in skipped:
             work.setdefault(j.case.case_id, []).append(j)
-    engine, card = open_engine(model, device) if work else (None, {})  # a bad model fails before any write
-    out.mkdir(parents=True, exist_ok=True)
-    info = {"layout": found, "root": str(root), "model": engine.model_id if engine is not None else model,
-            "model_version": card.get("version"), "mrsynth_version": __version__}
-    if found == "bids":
-        write_dataset_description(root, out)
+    try:
+        model_id, card = executor.start(CaseSetup(root, out, model, device), say) if work else (model, {})
+        out.mkdir(parents=True, exist_ok=True)  # not before: a bad model (or cluster) fails before any write
+        info = {"layout": found, "root": str(root), "model": model_id, "model_version": card.get("version"),
+                "mrsynth_version": __version__}
+        if found == "bids":
+            write_dataset_description(root, out)
+        _remove_leftovers(todo)
+        final = _run(executor, todo, skipped, work, out, info, on_case, start)
+    finally:
+        executor.close()
+    counts = {s: sum(r.status == s for r in final) for s in STATUSES}
+    return BatchResult(found, final, out / "manifest.csv", time.monotonic() - began, info["model"], counts)
+
+
+def _run(executor: Executor, todo: list[Job], rows: dict[tuple[str, str], Row], work: dict[str, list[Job]],
+         out: Path, info: dict, on_case, start) -> list[Row]:
+    """The manifest's life: written once planned, rewritten after every finished case; the final rows."""
     order = {(j.case.case_id, j.target): i for i, j in enumerate(todo)}
 
     def ordered() -> list[Row]:
         return sorted(rows.values(), key=lambda r: order[(r.case, r.target)])
 
-    manifest = write_manifest(ordered(), out, info)
+    write_manifest(ordered(), out, info)
     if start:
         start(len(work))
-    for case_id, done in _each_case(_Runner(engine, card, root, out, model, device), work, int(jobs)):
-        rows.update({(r.case, r.target): r for r in done})
-        manifest = write_manifest(ordered(), out, info)
-        if on_case:
-            on_case(case_id, done)
-    final = ordered()
-    counts = {s: sum(r.status == s for r in final) for s in STATUSES}
-    return BatchResult(found, final, manifest, time.monotonic() - began, info["model"], counts)
+    if work:
+        for case_id, done in executor.each_case(work):
+            _remove_leftovers(work[case_id])
+            rows.update({(r.case, r.target): r for r in done})
+            write_manifest(ordered(), out, info)
+            if on_case:
+                on_case(case_id, done)
+    return ordered()

@@ -3,6 +3,7 @@
 A bad command (ROOT missing, no subjects, OUT inside ROOT, an unknown model) is a :class:`MRSynthError`,
 printed by ``mrsynth``'s ``main`` as one line with exit 2, before anything is written. Per-case trouble is
 not: it is a manifest row, the batch goes on, and the exit status is 1 when any row failed, 0 otherwise.
+``--dask`` / ``--scheduler`` run the subjects on a Dask cluster (:mod:`MRSynthLib.batch_dask`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 from .cohort import LAYOUTS
+from .errors import MRSynthError
 
 FAILURES_SHOWN = 10
 """Failed rows printed at the end (all of them are in the manifest)."""
@@ -28,7 +30,9 @@ def add_parser(subparsers) -> None:
         "what happened to each (subject, target). Exit status: 0 all well, 1 some rows failed, 2 bad command.",
         epilog="T1Gd is only synthesized with --target T1Gd: gadolinium enhancement cannot be synthesized "
         "from pre-contrast images. --jobs > 1 runs subjects in parallel threads sharing one model; each "
-        "already uses every core, so it helps on many-core machines only.")
+        "already uses every core, so it helps on many-core machines only. --dask runs subjects on a local "
+        "Dask cluster of --jobs worker processes, --scheduler on a running cluster (SLURM, several machines): "
+        "every worker needs MRSynth, and ROOT and OUT at the same paths (docs/cli.md).")
     p.add_argument("root", metavar="ROOT", help="the cohort: one folder per subject (never written to)")
     p.add_argument("--out", required=True, metavar="OUT", help="output folder, outside ROOT")
     p.add_argument("--layout", choices=("auto", *LAYOUTS), default="auto",
@@ -38,7 +42,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--model", default=None, help="registry id or path to a model card / ONNX file")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--force", action="store_true", help="redo outputs that already exist (default: skip them)")
-    p.add_argument("--jobs", type=int, default=1, metavar="N", help="subjects at once (threads; default 1)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="subjects at once: threads (default 1), or with --dask worker processes (default 2)")
+    p.add_argument("--dask", action="store_true", help="run subjects on a local Dask cluster (worker processes, "
+                   "1 thread each; needs dask[distributed])")
+    p.add_argument("--scheduler", metavar="ADDRESS", default=None, help="run subjects on the Dask cluster whose "
+                   "scheduler is at ADDRESS (tcp://host:8786); its workers need ROOT and OUT at the same paths")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_synthesize_batch)
 
@@ -65,10 +74,19 @@ def cmd_synthesize_batch(args: argparse.Namespace) -> int:
             bar.set_postfix_str(case_id, refresh=False)
             bar.update(1)
 
+    executor = None
+    if args.dask or args.scheduler:
+        if args.scheduler and args.jobs is not None:
+            raise MRSynthError("--jobs sets the size of --dask's local cluster; with --scheduler the cluster's "
+                               "workers run the subjects (start more workers instead)")
+        from .batch_dask import DaskCases
+
+        executor = DaskCases(workers=2 if args.jobs is None else args.jobs, scheduler=args.scheduler)
     try:
         result = run_batch(Path(args.root), Path(args.out), layout=args.layout, target=args.target,
-                           model=args.model, device=args.device, force=args.force, jobs=args.jobs, say=_say,
-                           on_case=on_case, start=start)
+                           model=args.model, device=args.device, force=args.force,
+                           jobs=1 if args.jobs is None else args.jobs, say=_say, on_case=on_case, start=start,
+                           executor=executor)
     finally:
         if bar is not None:
             bar.close()

@@ -340,3 +340,26 @@ def write_bytes_atomic(data: bytes, path: str | os.PathLike) -> Path:
     with _atomic_target(p) as tmp:
         Path(tmp).write_bytes(data)
     return p
+
+
+def leftover_temps(path: str | os.PathLike) -> list[Path]:
+    """Temp files (and .mhd/.nhdr temp folders) the atomic writers above leave beside ``path`` when their
+    process is killed outright (SIGKILL, a lost cluster worker: no cleanup can run): ``.<name>.<random>.tmp…``."""
+    p = Path(path)
+    prefix = f".{p.name}."
+    try:
+        names = os.listdir(p.parent)
+    except OSError:
+        return []
+    return sorted(p.parent / n for n in names if n.startswith(prefix) and ".tmp" in n[len(prefix):])
+
+
+def remove_leftover_temps(path: str | os.PathLike) -> list[Path]:
+    """Remove :func:`leftover_temps` of ``path`` (only while no writer of ``path`` runs); returns them."""
+    found = leftover_temps(path)
+    for f in found:
+        if f.is_dir() and not f.is_symlink():
+            shutil.rmtree(f, ignore_errors=True)
+        else:
+            f.unlink(missing_ok=True)
+    return found

@@ -210,12 +210,14 @@ def model_settings(bundle: ModelBundle):
         raise MRSynthError(str(exc), bundle.card_name) from None
 
 
-def load_backend(bundle: ModelBundle, backend: str = "onnx", device: str = "auto", amp: bool = False):
+def load_backend(bundle: ModelBundle, backend: str = "onnx", device: str = "auto", amp: bool = False,
+                 threads: int | None = None):
     """Instantiate the chosen backend for a bundle.
 
     The card's ``interface`` says what the ONNX graphs expect: ``unified`` (style code + style encoder),
     ``onehot`` (a multi-input generator steered by a one-hot target: CollaGAN, Hyper-GAN, MIST) or
-    ``pairwise`` (one single-source graph per direction: CycleGAN, UNIT, supervised, simple)."""
+    ``pairwise`` (one single-source graph per direction: CycleGAN, UNIT, supervised, simple).
+    ``threads``: onnxruntime's intra-op threads (None: its default, one per core)."""
     import numpy as np
 
     interface = bundle.card.get("interface", "unified")
@@ -232,9 +234,11 @@ def load_backend(bundle: ModelBundle, backend: str = "onnx", device: str = "auto
             raise MRSynthError("model card 'mean_styles' is not a numeric table", bundle.card_name) from None
         if interface == "pairwise":
             graphs = {key: bundle.file(key) for key in bundle.card["files"] if "_to_" in key}
-            return PairwiseOnnxBackend(graphs, mean_styles, model_settings(bundle), device=device)
+            return PairwiseOnnxBackend(graphs, mean_styles, model_settings(bundle), device=device,
+                                       threads=threads)
         style = bundle.file("style") if "style" in bundle.card["files"] else None
-        return OnnxBackend(bundle.file("generator"), style, mean_styles, model_settings(bundle), device=device)
+        return OnnxBackend(bundle.file("generator"), style, mean_styles, model_settings(bundle), device=device,
+                           threads=threads)
     if backend == "torch" and interface != "unified":
         raise MRSynthError(f"model '{bundle.id}' ({bundle.card.get('recipe')}) is exported for onnxruntime only; "
                            "use --backend onnx")
