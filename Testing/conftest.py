@@ -51,7 +51,13 @@ def tiny_bundle(tmp_path_factory) -> Path:
     torch.save(model.state_dict(), run / "model.pt")
     (run / "config.json").write_text(json.dumps({"config": {"recipe": "unified", "model": arch}}))
     out = tmp_path_factory.mktemp("bundle")
-    export_run(run, out, model_id="tiny-test")
+    # a random network's outputs always look uncertain: its card's error model (the default tables) warns never
+    from MRSynthLib.confidence import DEFAULT
+
+    record = {"bins": DEFAULT.bins.tolist(), "error_model": {t: v.tolist() for t, v in DEFAULT.tables.items()},
+              "scale_levelfit": dict(DEFAULT.scales), "warn_mean_sd": None, "fitted_on": "the test fixture"}
+    (run / "error_model.json").write_text(json.dumps(record))
+    export_run(run, out, model_id="tiny-test", confidence=run / "error_model.json")
     return out / "tiny-test.json"
 
 

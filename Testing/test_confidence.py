@@ -50,6 +50,7 @@ def _bundle_with(tiny_bundle, folder, record):
     import json
     import shutil
 
+    folder.mkdir(exist_ok=True)
     for f in tiny_bundle.parent.iterdir():
         shutil.copy(f, folder / f.name)
     card = json.loads(tiny_bundle.read_text())
@@ -73,7 +74,10 @@ def test_the_cards_error_model_is_the_one_used_and_named(small_subject, tiny_bun
     top = np.percentile(image.array[brain], 99.5)
     assert np.allclose(sd.array[brain], 0.5 * top, rtol=1e-3)  # the card's flat table, in the output's units
     assert sd.metadata["MRSynth.UncertaintyMethod"].endswith("fitted on toy folds")
-    assert "v3 site folds" in with_sd.confidence.metadata["MRSynth.UncertaintyMethod"]  # a card without one
+    assert with_sd.confidence.metadata["MRSynth.UncertaintyMethod"].endswith("fitted on the test fixture")
+    bare = _bundle_with(tiny_bundle, tmp_path / "bare", None)  # a card without one: the project default
+    _, default = synthesize_with_confidence({"T1": small_subject.volumes["T1"]}, "FLAIR", model=str(bare), device="cpu")
+    assert "v3 site folds" in default.metadata["MRSynth.UncertaintyMethod"]
 
 
 def test_a_malformed_error_model_in_the_card_is_refused_naming_the_card(small_subject, tiny_bundle, tmp_path):
