@@ -2,9 +2,10 @@
 
 Thin by design: the Widget wires ``Resources/UI/MRSynth.ui`` to the Logic (``MRSynthSlicerLib/Logic.py``),
 which delegates to ``MRSynthLib`` (``mrml`` for nodes, ``preview`` for the live slice, ``process`` for the
-background run). The panel's state is a parameter node (``MRSynthSlicerLib/Parameters.py``) and the
-panel redraws from its ModifiedEvent, so it never lags a selection behind. Nothing heavy is imported
-when Slicer starts; onnxruntime is installed on first use, after asking.
+background run, ``mrml_reader_study`` for the *Reader study* section). The panel's state is a parameter node
+(``MRSynthSlicerLib/Parameters.py``) and the panel redraws from its ModifiedEvent, so it never lags a
+selection behind. Nothing heavy is imported when Slicer starts; onnxruntime is installed on first use,
+after asking.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from MRSynthSlicerLib.Parameters import (  # noqa: E402, F401
     TARGET_PREFERENCE,
     MRSynthParameterNode,
 )
+from MRSynthSlicerLib.ReaderStudyPanel import ReaderStudyPanel  # noqa: E402
 from MRSynthSlicerLib.SelfTest import MRSynthTest  # noqa: E402, F401 - Slicer looks the test up here
 from MRSynthSlicerLib.UserErrors import reportErrors, reportUserError  # noqa: E402
 
@@ -58,7 +60,7 @@ class MRSynth(ScriptedLoadableModule):
         slicer.app.connect("startupCompleted()", registerSampleData)
 
 
-class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ModelPanel):
+class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ModelPanel, ReaderStudyPanel):
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
@@ -96,6 +98,7 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ModelPane
         self.ui.matchHistogramCheckBox.toggled.connect(lambda _on: self.schedulePreview())
         self.ui.calibrateCheckBox.toggled.connect(lambda _on: self.schedulePreview())
         self.setupModelPanel()
+        self.setupReaderStudyPanel()
         self.initializeParameterNode()
         self.observeRedSlice()
         if versionProblem():  # said before the first Apply, not only when the installation is refused
@@ -124,6 +127,7 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ModelPane
         self.previewPrepTimer.stop()
         self.downloadTimer.stop()
         self.logic.resetPreview()
+        self.logic.pauseReaderStudy()  # the case node goes; the ratings are saved as given
         self.unbindParameterNode()  # a reloaded module's old panel must not follow the parameter node
         self._parameterNode = None
         self.removeObservers()
@@ -150,6 +154,8 @@ class MRSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, ModelPane
         self.previewPrepTimer.stop()
         self.setParameterNode(None)
         self.logic.resetPreview()
+        self.logic.pauseReaderStudy()
+        self.updateReaderStudyGui()
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:

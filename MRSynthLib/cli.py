@@ -225,6 +225,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from .cli_batch import add_parser as add_batch_parser
     from .cli_importance import add_parser as add_importance_parser
+    from .cli_reader_study import add_parser as add_reader_study_parser
     from .request import add_request_arguments
 
     p = argparse.ArgumentParser(prog="mrsynth", description="Multi-contrast brain MR synthesis")
@@ -234,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_synthesize)
     add_batch_parser(sub)
     add_importance_parser(sub)
+    add_reader_study_parser(sub)
     e = sub.add_parser("evaluate", help="metrics of a prediction against the truth (JSON)")
     e.add_argument("--pred", required=True)
     e.add_argument("--truth", required=True)

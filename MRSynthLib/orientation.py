@@ -72,3 +72,21 @@ def slices_first(canonical: np.ndarray, plane: str) -> np.ndarray:
 def slices_back(stack: np.ndarray, plane: str) -> np.ndarray:
     """Inverse of :func:`slices_first`."""
     return np.moveaxis(stack, 0, plane_axis(plane))
+
+
+def canonical_volume(volume: Volume) -> Volume:
+    """:func:`to_canonical` with its geometry: the same voxels at the same world points, stored [S, P, L],
+    so ``canonical_volume(v).array[k:k + 1]`` is an axial slice that still knows where it lies (used for
+    single-slice images that must overlay their volume exactly). Exact: no interpolation."""
+    world_to_index, flips = canonical_plan(volume.direction)
+    size = volume.size_ijk
+    columns, spacing = [], []
+    origin = np.array(volume.origin, dtype=float)
+    for w in range(3):  # canonical index axis w runs along world axis w (L, P, S)
+        a = world_to_index[w]
+        step = volume.direction[:, a] * volume.spacing[a]
+        if flips[w]:  # the canonical index 0 is the original's last along this axis
+            origin = origin + step * (size[a] - 1)
+        columns.append(-volume.direction[:, a] if flips[w] else volume.direction[:, a])
+        spacing.append(volume.spacing[a])
+    return Volume(to_canonical(volume), tuple(spacing), tuple(origin), np.stack(columns, axis=1))

@@ -81,6 +81,29 @@ def calibrated_bundle(tiny_bundle, tmp_path_factory, small_subject):
     return folder / tiny_bundle.name
 
 
+@pytest.fixture(scope="session")
+def reader_cohort(tmp_path_factory) -> Path:
+    """Reader-study inputs: real/ holds the sample brain's four acquired 2 mm volumes (TCGA-DU-7294; their NIfTI
+    descriptions name the subject), synthetic/ the shipped default model's FLAIR (NIfTI, from T1 + T2) and T2
+    (NRRD with MRSynth.* header keys, from T1 + FLAIR), each labelled synthetic as the engine labels it."""
+    from MRSynthLib.io import read_volume, write_volume
+    from MRSynthLib.registry import load_backend, resolve_model
+    from MRSynthLib.synthesis import synthesize
+
+    sample = ROOT / "MRSynth" / "Resources" / "SampleData"
+    root = tmp_path_factory.mktemp("reader-cohort")
+    (root / "real").mkdir()
+    (root / "synthetic").mkdir()
+    for c in ("T1", "T1Gd", "T2", "FLAIR"):
+        shutil.copy(sample / f"TCGA-DU-7294_{c}_2mm.nii.gz", root / "real" / f"TCGA-DU-7294_{c}.nii.gz")
+    vols = {c: read_volume(root / "real" / f"TCGA-DU-7294_{c}.nii.gz") for c in ("T1", "T2", "FLAIR")}
+    engine = load_backend(resolve_model(None), "onnx", "cpu")
+    for target, name in (("FLAIR", "TCGA-DU-7294_FLAIR_synthetic.nii.gz"), ("T2", "TCGA-DU-7294_T2_synthetic.nrrd")):
+        write_volume(synthesize({c: v for c, v in vols.items() if c != target}, target, engine=engine),
+                     root / "synthetic" / name)
+    return root
+
+
 def write_nifti(volume, path: Path) -> Path:
     from MRSynthLib.io import write_volume
 

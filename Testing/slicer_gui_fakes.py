@@ -159,6 +159,25 @@ class CheckBox(Widget):
             self.toggled.emit(self._checked)
 
 
+class RadioButton(CheckBox):
+    """QRadioButton: checked like a check box; ``autoExclusive`` is the attribute the module toggles to uncheck."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.autoExclusive = True
+
+    @CheckBox.checked.setter
+    def checked(self, on: bool) -> None:
+        assert on or not self.autoExclusive or not self._checked, "Qt ignores unchecking an auto-exclusive radio button"
+        CheckBox.checked.fset(self, on)
+
+
+class PathLineEdit(Widget):  # ctkPathLineEdit
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.currentPath = ""
+
+
 class ValueWidget(Widget):  # ctkSliderWidget, QSpinBox, QProgressBar
     def __init__(self, *args) -> None:
         super().__init__(*args)
@@ -199,7 +218,8 @@ class PlainTextEdit(Widget):
 
 WIDGETS = {"qMRMLNodeComboBox": NodeComboBox, "QComboBox": ComboBox, "QCheckBox": CheckBox,
            "ctkSliderWidget": ValueWidget, "QSpinBox": ValueWidget, "QProgressBar": ValueWidget,
-           "QPushButton": Button, "QPlainTextEdit": PlainTextEdit}
+           "QPushButton": Button, "QPlainTextEdit": PlainTextEdit, "QRadioButton": RadioButton,
+           "ctkPathLineEdit": PathLineEdit}  # QLineEdit: a Widget (its ``text``)
 
 
 def ui_widgets() -> types.SimpleNamespace:

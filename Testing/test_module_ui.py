@@ -33,11 +33,13 @@ METHOD_CLASSES = {
     "currentText": {"QComboBox"}, "currentData": {"QComboBox"}, "addItems": {"QComboBox"},
     "addItem": {"QComboBox"}, "currentTextChanged": {"QComboBox"}, "itemText": {"QComboBox"},
     "count": {"QComboBox"}, "model": {"QComboBox"},
-    "valueChanged": {"ctkSliderWidget", "QSpinBox"}, "toggled": {"QCheckBox"}, "checked": {"QCheckBox"},
+    "valueChanged": {"ctkSliderWidget", "QSpinBox"}, "toggled": {"QCheckBox"}, "checked": {"QCheckBox", "QRadioButton"},
+    "autoExclusive": {"QRadioButton"}, "currentPath": {"ctkPathLineEdit"},
     "clicked": {"QPushButton"}, "appendPlainText": {"QPlainTextEdit"}, "clear": {"QPlainTextEdit", "QComboBox"},
     "setVisible": {"QLabel"}, "setText": {"QLabel"},
-    "value": {"QProgressBar", "ctkSliderWidget", "QSpinBox"}, "text": {"QPushButton", "QLabel"},
-    "enabled": {"QPushButton", "QCheckBox", "QComboBox"}, "toolTip": {"QPushButton"},
+    "value": {"QProgressBar", "ctkSliderWidget", "QSpinBox"}, "text": {"QPushButton", "QLabel", "QLineEdit"},
+    "enabled": {"QPushButton", "QCheckBox", "QComboBox", "QRadioButton", "QSpinBox", "QLineEdit"},
+    "toolTip": {"QPushButton"},
     "currentIndexChanged": {"QComboBox"}, "findData": {"QComboBox"}, "blockSignals": {"QComboBox"},
 }
 # parameters whose choices are only known at run time, kept in sync by the Widget instead of a binding
@@ -96,7 +98,7 @@ def test_panel_structure(ui_xml):
     assert root.get("class") == "qMRMLWidget"
     sections = [(w.get("name"), w.find("property[@name='text']/string").text)
                 for w in tree.iter("widget") if w.get("class") == "ctkCollapsibleButton"]
-    assert [t for _, t in sections] == ["Inputs", "Target & style", "Output", "Advanced"]
+    assert [t for _, t in sections] == ["Inputs", "Target & style", "Output", "Advanced", "Reader study"]
     for c in CONTRASTS:
         assert widgets[f"input{c}Selector"] == "qMRMLNodeComboBox"
     assert widgets["styleAlphaSlider"] == "ctkSliderWidget"

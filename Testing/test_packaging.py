@@ -85,7 +85,8 @@ def test_icon_is_128_square():
 
 def test_engine_imports_stay_light():
     """Slicer starts fast and works without torch: no heavy or GUI import when the engine is imported."""
-    code = ("import sys, MRSynthLib.mrml, MRSynthLib.preview, MRSynthLib.process, MRSynthLib.cli; "
+    code = ("import sys, MRSynthLib.mrml, MRSynthLib.preview, MRSynthLib.process, MRSynthLib.cli, "
+            "MRSynthLib.mrml_reader_study, MRSynthLib.reader_study_score; "
             "print([m for m in ('torch', 'onnxruntime', 'PySide6', 'qt', 'slicer', 'vtk', 'SimpleITK') "
             "if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, encoding="utf-8", cwd=ROOT, timeout=120)

@@ -2,7 +2,8 @@
 
 ``slicer.util.getModuleLogic("MRSynth").synthesize({"T1": t1, "T2": t2}, target="FLAIR")`` blocks and
 returns the output node; the panel uses ``startBackground``/``loadResult`` instead so Slicer never
-freezes. Install and preview work are mixed in from ``InstallLogic`` and ``PreviewLogic``.
+freezes. Install, preview and reader-study work are mixed in from ``InstallLogic``, ``PreviewLogic`` and
+``ReaderStudyLogic``.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic
 from .InstallLogic import InstallLogic
 from .Parameters import MRSynthParameterNode
 from .PreviewLogic import PreviewLogic
+from .ReaderStudyLogic import ReaderStudyLogic
 
 
-class MRSynthLogic(ScriptedLoadableModuleLogic, InstallLogic, PreviewLogic):
+class MRSynthLogic(ScriptedLoadableModuleLogic, InstallLogic, PreviewLogic, ReaderStudyLogic):
     """All the work, callable from the Python console without the panel."""
 
     def __init__(self) -> None:
