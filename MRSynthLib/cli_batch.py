@@ -24,7 +24,7 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "synthesize-batch", help="synthesize every missing contrast of every subject of a cohort",
         description="For every subject under ROOT (layouts: ours <subject>/<CONTRAST>.nii.gz; BraTS "
-        "<ID>/<ID>-t1n|t1c|t2w|t2f.nii.gz; BIDS sub-*/[ses-*/]anat/) synthesize each contrast it lacks from all "
+        "<ID>/<ID>-t1n|t1c|t2w|t2f.nii.gz, or BraTS 2018-2021 <ID>/<ID>_t1|t1ce|t2|flair.nii.gz; BIDS sub-*/[ses-*/]anat/) synthesize each contrast it lacks from all "
         "those it has, into OUT in the same naming (BIDS: a derivatives dataset, desc-synthetic). Outputs "
         "already in OUT are skipped, so a stopped batch resumes where it was; OUT/manifest.csv and .json say "
         "what happened to each (subject, target). Exit status: 0 all well, 1 some rows failed, 2 bad command.",

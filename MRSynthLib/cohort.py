@@ -6,11 +6,14 @@ in a moment):
 - ``ours``:  ``ROOT/<subject>/<CONTRAST>.nii.gz`` (T1, T1Gd, T2, PD, FLAIR; other files such as
   ``tumour.nii.gz`` are not contrasts and are ignored);
 - ``brats``: ``ROOT/<ID>/<ID>-t1n|t1c|t2w|t2f.nii.gz`` (BraTS 2023 / BraSyn naming; BraTS has no PD);
+- ``brats2021``: ``ROOT/<ID>/<ID>_t1|t1ce|t2|flair.nii.gz`` (BraTS 2018–2021 naming, e.g.
+  ``BraTS2021_00000_t1ce.nii.gz``);
 - ``bids``:  ``ROOT/sub-*/[ses-*/]anat/*_{T1w,T2w,FLAIR,PDw}.nii.gz``; a ``ce-gadolinium`` T1w is T1Gd;
   one subject/session is one case. ``derivatives/`` and other top-level folders are not subjects.
 
 Outputs keep the layout's own naming, so downstream tools (a BraTS segmenter, a BIDS app) find them where
-they expect them: ``OUT/<subject>/<TARGET>.nii.gz``, ``OUT/<ID>/<ID>-<mod>.nii.gz`` and a BIDS-Derivatives
+they expect them: ``OUT/<subject>/<TARGET>.nii.gz``, ``OUT/<ID>/<ID>-<mod>.nii.gz`` (``<ID>_<mod>`` for
+BraTS 2018–2021) and a BIDS-Derivatives
 ``OUT/sub-X/[ses-Y/]anat/sub-X[_ses-Y]_desc-synthetic_<suffix>.nii.gz``.
 """
 
@@ -24,9 +27,12 @@ from pathlib import Path
 from .contrasts import CONTRASTS, detect
 from .errors import MRSynthError
 
-LAYOUTS = ("ours", "brats", "bids")
+LAYOUTS = ("ours", "brats", "brats2021", "bids")
 EXTENSIONS = (".nii.gz", ".nii")
 BRATS_MODS: dict[str, str] = {"T1": "t1n", "T1Gd": "t1c", "T2": "t2w", "FLAIR": "t2f"}
+BRATS2021_MODS: dict[str, str] = {"T1": "t1", "T1Gd": "t1ce", "T2": "t2", "FLAIR": "flair"}
+BRATS_NAMING: dict[str, tuple[str, dict[str, str]]] = {"brats": ("-", BRATS_MODS), "brats2021": ("_", BRATS2021_MODS)}
+"""BraTS layouts: the separator between the case ID and the modality, and the modality names."""
 BIDS_SUFFIXES: dict[str, str] = {"T1": "T1w", "T1Gd": "T1w", "T2": "T2w", "PD": "PDw", "FLAIR": "FLAIR"}
 BIDS_GADOLINIUM = "ce-gadolinium"
 _BIDS_NAME = re.compile(r"^(sub-[A-Za-z0-9]+)((?:_[A-Za-z]+-[A-Za-z0-9]+)*)_(T1w|T2w|FLAIR|PDw)\.nii(?:\.gz)?$")
@@ -45,7 +51,7 @@ class Case:
 
 def layout_contrasts(layout: str) -> tuple[str, ...]:
     """The contrasts a layout has a name for (BraTS has no PD)."""
-    return tuple(c for c in CONTRASTS if layout != "brats" or c in BRATS_MODS)
+    return tuple(c for c in CONTRASTS if layout not in BRATS_NAMING or c in BRATS_NAMING[layout][1])
 
 
 def _strip_ext(name: str) -> str | None:
@@ -89,21 +95,23 @@ def discover_ours(root: Path) -> list[Case]:
     return cases
 
 
-def discover_brats(root: Path) -> list[Case]:
-    """``ROOT/<ID>/<ID>-<mod>.nii[.gz]``; other files (``<ID>-seg.nii.gz``) are ignored."""
-    by_mod = {m: c for c, m in BRATS_MODS.items()}
+def discover_brats(root: Path, layout: str = "brats") -> list[Case]:
+    """``ROOT/<ID>/<ID>-<mod>.nii[.gz]`` (``brats2021``: ``<ID>_<mod>``); other files (``<ID>-seg.nii.gz``)
+    are ignored."""
+    sep, mods = BRATS_NAMING[layout]
+    by_mod = {m: c for c, m in mods.items()}
     cases = []
     for folder in _folders(root):
         found: dict[str, list[Path]] = {}
         for f in _files(folder):
             stem = _strip_ext(f.name)
-            if stem is None or not stem.startswith(folder.name + "-"):
+            if stem is None or not stem.startswith(folder.name + sep):
                 continue
             mod = stem[len(folder.name) + 1:].lower()
             if mod in by_mod:
                 found.setdefault(by_mod[mod], []).append(f)
         if found:
-            cases.append(_case(folder.name, "brats", found))
+            cases.append(_case(folder.name, layout, found))
     return cases
 
 
@@ -144,7 +152,8 @@ def discover_bids(root: Path) -> list[Case]:
 
 
 DISCOVER: dict[str, Callable[[Path], list[Case]]] = {
-    "ours": discover_ours, "brats": discover_brats, "bids": discover_bids}
+    "ours": discover_ours, "brats": discover_brats, "brats2021": lambda root: discover_brats(root, "brats2021"),
+    "bids": discover_bids}
 
 
 def discover(root: Path, layout: str = "auto") -> tuple[str, list[Case]]:
@@ -174,6 +183,7 @@ def describe(layout: str) -> str:
     """The layout's file names, for messages."""
     return {"ours": "<subject>/<CONTRAST>.nii.gz with CONTRAST in " + ", ".join(CONTRASTS),
             "brats": "<ID>/<ID>-t1n|t1c|t2w|t2f.nii.gz",
+            "brats2021": "<ID>/<ID>_t1|t1ce|t2|flair.nii.gz",
             "bids": "sub-*/[ses-*/]anat/*_T1w|T2w|FLAIR|PDw.nii.gz"}[layout]
 
 
@@ -181,10 +191,11 @@ def output_path(case: Case, target: str, out: Path) -> Path:
     """Where the synthetic ``target`` of ``case`` goes under ``out``, in the case's layout's naming."""
     if case.layout == "ours":
         return out / case.case_id / f"{target}.nii.gz"
-    if case.layout == "brats":
-        if target not in BRATS_MODS:
-            raise MRSynthError(f"BraTS naming has no name for {target} (it knows {', '.join(BRATS_MODS)})")
-        return out / case.case_id / f"{case.case_id}-{BRATS_MODS[target]}.nii.gz"
+    if case.layout in BRATS_NAMING:
+        sep, mods = BRATS_NAMING[case.layout]
+        if target not in mods:
+            raise MRSynthError(f"BraTS naming has no name for {target} (it knows {', '.join(mods)})")
+        return out / case.case_id / f"{case.case_id}{sep}{mods[target]}.nii.gz"
     stem = f"sub-{case.entities['sub']}" + (f"_ses-{case.entities['ses']}" if "ses" in case.entities else "")
     ce = f"_{BIDS_GADOLINIUM}" if target == "T1Gd" else ""  # BIDS entity order: ses, …, ce, …, desc
     return out / case.case_id / "anat" / f"{stem}{ce}_desc-synthetic_{BIDS_SUFFIXES[target]}.nii.gz"

@@ -245,3 +245,18 @@ def test_bad_commands_are_refused_before_anything_is_written(small_subject, tiny
     assert mrsynth(root, "--out", tmp_path / "o5", "--layout", "ours", "--model", tmp_path / "none.json") == 2
     assert "unknown model" in capsys.readouterr().err
     assert not any((tmp_path / f"o{i}").exists() for i in range(1, 6))
+
+
+def test_a_brats_2021_cohort_keeps_its_own_names(small_subject, tiny_bundle, tmp_path, capsys):
+    """BraTS 2018-2021 naming (<ID>_t1|t1ce|t2|flair): found by auto, completed in the same naming."""
+    v = small_subject.volumes
+    root, out = tmp_path / "brats21", tmp_path / "out"
+    a = "BraTS2021_00000"
+    for mod, c in (("t1", "T1"), ("t1ce", "T1Gd"), ("flair", "FLAIR")):
+        write(v[c], root / a / f"{a}_{mod}.nii.gz")
+    write(v["T1"], root / a / f"{a}_seg.nii.gz")  # a label file: not a contrast
+    assert mrsynth(root, "--out", out, "--model", tiny_bundle) == 0
+    assert "layout: brats2021" in capsys.readouterr().err
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.nii.gz")) == [f"{a}/{a}_t2.nii.gz"]
+    assert_synthetic(out / a / f"{a}_t2.nii.gz", "T2", root / a / f"{a}_t1.nii.gz")
+    assert manifest(out)[(a, "T2")]["inputs"] == "T1+T1Gd+FLAIR"
