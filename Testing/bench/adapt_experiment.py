@@ -24,6 +24,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/adapt")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--layers", default=None, help="comma list of parameter-name prefixes to adapt (enc0: input side)")
     ap.add_argument("--tasks", choices=("3to1", "multi"), default="3to1", help="3→1 only, or every task with ≥ 2 inputs")
     args = ap.parse_args()
 
@@ -42,7 +43,8 @@ def main() -> None:
     folds = dict(f.split("=", 1) for f in args.fold)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"rows-{args.steps}-{args.lr:g}.jsonl"
+    layers = tuple(args.layers.split(",")) if args.layers else None
+    path = out / f"rows-{args.steps}-{args.lr:g}{'-' + '+'.join(layers) if layers else ''}.jsonl"
     done = {json.loads(x)["key"] for x in path.read_text().splitlines()} if path.exists() else set()
     engines: dict[str, object] = {}
     for subject in (s for s in load_subjects(Path(args.data)) if s.site in folds):
@@ -60,7 +62,7 @@ def main() -> None:
             plain = output_mapping(engine, prepared, target).apply(raw, prepared.mask, 0.0)
             t_plain = time.perf_counter() - t
             t = time.perf_counter()
-            adapted, trace = adapted_predictions(engine, prepared, target, steps=args.steps, lr=args.lr)
+            adapted, trace = adapted_predictions(engine, prepared, target, steps=args.steps, lr=args.lr, layers=layers)
             t_adapt = time.perf_counter() - t
             row = {"key": key, "site": subject.site, "target": target, "n_inputs": len(inputs),
                    "seconds_plain": t_plain, "seconds_adapted": t_adapt,
@@ -73,7 +75,7 @@ def main() -> None:
             print(f"{key}: PSNR {row['plain']['PSNR']:.2f} -> {row['adapted']['PSNR']:.2f}, SSIM "
                   f"{row['plain']['SSIM']:.3f} -> {row['adapted']['SSIM']:.3f} ({t_adapt:.0f} s)", flush=True)
     rows = [json.loads(x) for x in path.read_text().splitlines()]
-    print(f"\n{len(rows)} tasks, {args.steps} steps at lr {args.lr:g}")
+    print(f"\n{len(rows)} tasks, {args.steps} steps at lr {args.lr:g}, layers {args.layers or 'all'}")
     for metric in ("PSNR", "SSIM"):
         a = np.array([r["adapted"][metric] for r in rows])
         p = np.array([r["plain"][metric] for r in rows])

@@ -22,8 +22,11 @@ LR = 1e-4
 BATCH = 8
 
 
-def adapt_generator(model, prepared, steps: int = STEPS, lr: float = LR, batch: int = BATCH, seed: int = 0) -> dict:
-    """Fine-tune ``model.generator`` in place on ``prepared``'s inputs (≥ 2 needed); returns the loss trace."""
+def adapt_generator(model, prepared, steps: int = STEPS, lr: float = LR, batch: int = BATCH, seed: int = 0,
+                    layers: tuple[str, ...] | None = None) -> dict:
+    """Fine-tune ``model.generator`` in place on ``prepared``'s inputs (≥ 2 needed); returns the loss trace.
+    ``layers``: only parameters whose names start with one of these (``("enc0",)``: the input side, where a
+    scanner's tone enters); None: all."""
     import torch
 
     inputs = [CONTRASTS.index(c) for c in prepared.inputs]
@@ -35,7 +38,7 @@ def adapt_generator(model, prepared, steps: int = STEPS, lr: float = LR, batch: 
     stack = prepared.stack[:, :, rows, cols]
     mask = prepared.mask[:, rows, cols]
     gen = model.generator.train()
-    params = [p for p in gen.parameters() if p.requires_grad]
+    params = [p for n, p in gen.named_parameters() if p.requires_grad and (layers is None or n.startswith(layers))]
     opt = torch.optim.Adam(params, lr=lr)
     trace = []
     for _ in range(steps):
@@ -64,7 +67,7 @@ def adapt_generator(model, prepared, steps: int = STEPS, lr: float = LR, batch: 
 
 
 def adapted_predictions(engine, prepared, target: str, steps: int = STEPS, lr: float = LR,
-                        calibrate: bool = True) -> tuple[np.ndarray, dict]:
+                        calibrate: bool = True, layers: tuple[str, ...] | None = None) -> tuple[np.ndarray, dict]:
     """The product's canonical output for ``target`` after adapting ``engine.model`` (a TorchBackend) to
     ``prepared``; the model's weights are restored afterwards."""
     from MRSynthLib.postprocess import output_mapping
@@ -72,7 +75,7 @@ def adapted_predictions(engine, prepared, target: str, steps: int = STEPS, lr: f
 
     saved = copy.deepcopy(engine.model.state_dict())
     try:
-        trace = adapt_generator(engine.model, prepared, steps=steps, lr=lr)
+        trace = adapt_generator(engine.model, prepared, steps=steps, lr=lr, layers=layers)
         raw = run_slices(engine, prepared, style_code(engine, target))
     finally:
         engine.model.load_state_dict(saved)
