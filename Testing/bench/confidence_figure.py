@@ -46,15 +46,20 @@ def main() -> None:
     rho = spearmanr(unit[brain], err[brain]).statistic
     z = int(np.argmax(brain.sum(axis=(1, 2))))  # the axial slice with the most brain
     vmax = float(np.percentile(err[brain], 99))
-    fig, axes = plt.subplots(1, 4, figsize=(13, 3.8))
+    fig, axes = plt.subplots(1, 5, figsize=(17, 3.8))
+    synthetic = np.clip(out[z] / scale_p, 0, 1)
     panels = [(np.clip(ref[z] / scale_t, 0, 1), f"acquired {args.target}", "gray", 1.0),
-              (np.clip(out[z] / scale_p, 0, 1), f"SYNTHETIC {args.target}", "gray", 1.0),
+              (synthetic, f"SYNTHETIC {args.target}", "gray", 1.0),
               (unit[z] * 1.96, "uncertainty map (1.96 σ)", "inferno", vmax), (err[z], "true |error|", "inferno", vmax)]
-    for ax, (arr, title, cmap, top) in zip(axes, panels, strict=True):
+    for ax, (arr, title, cmap, top) in zip(axes, panels, strict=False):
         shown = ax.imshow(arr[::-1], cmap=cmap, vmin=0, vmax=top)
         ax.set_title(title)
         ax.axis("off")
-    fig.colorbar(shown, ax=axes[2:], fraction=0.025, label="fraction of the 99.5th percentile")
+    axes[4].imshow(synthetic[::-1], cmap="gray", vmin=0, vmax=1)  # as the panel shows it: the map over the result
+    axes[4].imshow(np.ma.masked_where(~brain[z], unit[z] * 1.96)[::-1], cmap="inferno", vmin=0, vmax=vmax, alpha=0.4)
+    axes[4].set_title("overlay, as in Slicer")
+    axes[4].axis("off")
+    fig.colorbar(shown, ax=axes[2:4], fraction=0.025, label="× 99.5th pct")
     fig.suptitle(f"{args.subject} ({' + '.join(volumes)} → {args.target}, model {image.metadata['MRSynth.Model']}): "
                  f"voxel ρ(σ, |error|) = {rho:.2f}", fontsize=10)
     fig.savefig(args.out, dpi=80, bbox_inches="tight")
