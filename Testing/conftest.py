@@ -161,3 +161,14 @@ def served(tiny_bundle, tmp_path, monkeypatch):
     monkeypatch.setenv("MRSYNTH_CACHE", str(tmp_path / "cache"))
     yield site, url
     server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def reader_study_built(reader_cohort, tmp_path_factory) -> Path:
+    """A reader study of ``reader_cohort`` (seed 3), built once; tests that rate take a copy."""
+    from scripted_readers import build_from
+
+    out = tmp_path_factory.mktemp("built") / "study"
+    build_from(reader_cohort, out, seed=3)
+    return out
+

@@ -79,3 +79,25 @@ def rate(study: Path, name: str, reader: Reader, limit: int | None = None) -> Re
         session.record(case, call, quality, confidence, comment)
         done += 1
     return session
+
+
+def build_from(cohort: Path, out: Path, **kw):
+    """A study of the reader cohort's real/ and synthetic/ folders (conftest ``reader_cohort``)."""
+    from MRSynthLib.reader_study import build_study
+
+    return build_study([cohort / "real"], [cohort / "synthetic"], out, **kw)
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    """``mrsynth`` in-process: (exit code, stdout, stderr)."""
+    from MRSynthLib.cli import main
+
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def no_leftovers(folder: Path) -> bool:
+    """No hidden temp file or folder left in ``folder``."""
+    return not [p for p in folder.iterdir() if p.name.startswith(".")]
+
