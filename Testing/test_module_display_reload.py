@@ -131,3 +131,26 @@ def test_reload_reimports_both_lib_packages(engine_modules, module, small_subjec
     _apply_and_wait(new)  # the reloaded panel runs end to end
     assert new._parameterNode.outputVolume.GetAttribute("MRSynth.Model") == "tiny-test"
     assert not [n for n in before if sys.modules.get(n) is before[n]]  # nor did the run bring an old one back
+
+
+def test_a_result_in_another_scene_changes_that_scenes_views_only(module, small_subject):
+    """The views are those of the result's own scene (Slicer's ``getNodesByClass`` would read the global one)."""
+    import slicer as real_slicer
+    import slicer.util
+    from MRSynthSlicerLib.Display import showAsForeground, showUncertaintyOverlay
+
+    _mod, slicer_mod, _ = module
+    other = real_slicer.vtkMRMLScene()
+    volume = small_subject.volumes["T1"]
+    nodes = []
+    for name in ("result", "map"):
+        node = other.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+        slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(volume.array))
+        nodes.append(node)
+    mine = other.AddNewNodeByClass("vtkMRMLSliceCompositeNode")
+    global_view = slicer_mod.mrmlScene.AddNewNodeByClass("vtkMRMLSliceCompositeNode")
+    showAsForeground(nodes[0])
+    assert mine.GetForegroundVolumeID() == nodes[0].GetID() and global_view.GetForegroundVolumeID() is None
+    showUncertaintyOverlay(nodes[1], nodes[0])
+    assert (mine.GetBackgroundVolumeID(), mine.GetForegroundVolumeID()) == (nodes[0].GetID(), nodes[1].GetID())
+    assert global_view.GetBackgroundVolumeID() is None and global_view.GetForegroundVolumeID() is None

@@ -38,12 +38,17 @@ def setWindowLevel(node) -> None:
     display.SetWindowLevelMinMax(low, high)
 
 
+def sliceComposites(scene) -> list:
+    """The slice views' composite nodes of ``scene`` itself (``slicer.util.getNodesByClass`` reads
+    ``slicer.mrmlScene`` whatever scene it is given)."""
+    nodes = scene.GetNodesByClass("vtkMRMLSliceCompositeNode")
+    return [nodes.GetItemAsObject(i) for i in range(nodes.GetNumberOfItems())]
+
+
 def showAsForeground(node, background=None) -> None:
     """``node`` as the foreground of every slice view, over the view's background; a view without one (or
     showing ``node`` itself there) gets ``background``."""
-    import slicer.util
-
-    for composite in slicer.util.getNodesByClass("vtkMRMLSliceCompositeNode", node.GetScene()):
+    for composite in sliceComposites(node.GetScene()):
         current = composite.GetBackgroundVolumeID()
         if background is not None and (not current or current == node.GetID()):
             composite.SetBackgroundVolumeID(background.GetID())
@@ -64,11 +69,11 @@ def showUncertaintyOverlay(uncertainty, result) -> None:
     """The uncertainty map as a colour overlay on the result: the result becomes every view's background,
     the map its foreground (its colour table: dark = small expected error, bright = large), with a colour
     legend where Slicer has them. The fade slider goes from the result to the map."""
-    import slicer.util
+    import slicer
 
     setWindowLevel(result)
     setWindowLevel(uncertainty)
-    for composite in slicer.util.getNodesByClass("vtkMRMLSliceCompositeNode", uncertainty.GetScene()):
+    for composite in sliceComposites(uncertainty.GetScene()):
         composite.SetBackgroundVolumeID(result.GetID())
         composite.SetForegroundVolumeID(uncertainty.GetID())
         composite.SetForegroundOpacity(UNCERTAINTY_OPACITY)
