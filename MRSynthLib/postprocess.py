@@ -82,6 +82,17 @@ class OutputMapping:
         how = self.at(alpha)
         return values if how is None or how[1] == 0 else quantile_map(values, mask, how[0], how[1], src_q)
 
+    def apply_scale(self, values: np.ndarray, scale: np.ndarray, mask: np.ndarray, alpha: float) -> np.ndarray:
+        """An error scale given around the raw ``values`` (the scale head's b), carried through the same
+        mapping: half the mapped width of values ± scale, so it follows the tone curve's local slope."""
+        how = self.at(alpha)
+        if how is None or how[1] == 0 or not mask.any():
+            return np.where(mask, scale, 0.0).astype(np.float32)
+        src_q = np.quantile(values[mask], np.linspace(0.0, 1.0, 1001))  # the quantiles ``apply`` maps from
+        hi = quantile_map(values + scale, mask, how[0], how[1], src_q)
+        lo = quantile_map(np.clip(values - scale, 0.0, None), mask, how[0], how[1], src_q)
+        return (np.abs(hi - lo) / 2.0).astype(np.float32)
+
 
 def output_mapping(engine, prepared, target: str, style_target: str | None = None,
                    reference: Volume | None = None, match_histogram: bool = False,

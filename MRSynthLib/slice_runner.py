@@ -65,13 +65,27 @@ class SliceRunner:
     def run(self, indices: list[int], style: np.ndarray, batch_size: int = 8,
             progress: Progress | None = None) -> np.ndarray:
         """(len(indices), h, w) output on ``self.crop`` for slices ``indices`` (each must hold brain)."""
+        return self._loop(indices, style, batch_size, progress, scale=False)[0]
+
+    def run_with_scale(self, indices: list[int], style: np.ndarray, batch_size: int = 8,
+                       progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`run` plus the scale head's Laplace scale b of each voxel's error (output units before
+        any intensity mapping; 0 outside the brain). Needs a backend with ``has_scale_head``."""
+        if not getattr(self.backend, "has_scale_head", False):
+            raise MRSynthError(f"model '{self.backend.model_id}' has no scale head")
+        out, scale = self._loop(indices, style, batch_size, progress, scale=True)
+        return out, scale
+
+    def _loop(self, indices: list[int], style: np.ndarray, batch_size: int, progress: Progress | None,
+              scale: bool) -> list[np.ndarray]:
         from .nets.unified import images_with_context  # numpy-only helper; no torch import
 
         if self.crop is None:
             raise MRSynthError("the brain mask is empty; nothing to synthesize")
         rows, cols = self.crop
         k = self.context
-        out = np.zeros((len(indices), rows.stop - rows.start, cols.stop - cols.start), np.float32)
+        shape = (len(indices), rows.stop - rows.start, cols.stop - cols.start)
+        outs = [np.zeros(shape, np.float32) for _ in range(2 if scale else 1)]
         done, bs = 0, max(1, batch_size)
         while done < len(indices):
             chunk = list(indices[done:done + bs])
@@ -79,16 +93,19 @@ class SliceRunner:
             around = neighbour_slices(self.stack, chunk, k)[..., rows, cols] if k else None
             images, (h, w) = pad_to_multiple(images_with_context(centre, around))
             n = len(chunk)
+            args = (images, np.repeat(self.available[None], n, 0), np.repeat(style[None], n, 0))
             try:
-                pred = self.backend.generate(images, np.repeat(self.available[None], n, 0),
-                                             np.repeat(style[None], n, 0))
+                preds = self.backend.generate_with_scale(*args) if scale else (self.backend.generate(*args),)
             except Exception as exc:
                 if is_out_of_memory(exc) and bs > 1:
                     bs = max(1, bs // 2)
                     continue
                 raise
-            out[done:done + n] = np.clip(pred[:, 0, :h, :w], 0.0, 1.0) * self.mask[chunk][:, rows, cols]
+            brain = self.mask[chunk][:, rows, cols]
+            outs[0][done:done + n] = np.clip(preds[0][:, 0, :h, :w], 0.0, 1.0) * brain
+            if scale:
+                outs[1][done:done + n] = np.exp(preds[1][:, 0, :h, :w]) * brain
             done += n
             if progress is not None and progress(done, len(indices), "synthesizing") is False:
                 raise CancelledError()
-        return out
+        return outs

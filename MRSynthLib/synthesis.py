@@ -146,14 +146,31 @@ def run_slices(backend: Backend, prepared: Prepared, style: np.ndarray, plane: s
     volume (zeros elsewhere). The loop itself is :class:`MRSynthLib.slice_runner.SliceRunner`, shared
     with the live preview: crop, padding, 2.5D neighbours, batching (halved on out-of-memory),
     progress/cancel (``progress`` returning ``False`` raises :class:`CancelledError`)."""
+    return _slices(backend, prepared, style, plane, batch_size, progress, indices, scale=False)[0]
+
+
+def run_slices_with_scale(backend: Backend, prepared: Prepared, style: np.ndarray, plane: str = "axial",
+                          batch_size: int = 8, progress: Progress | None = None,
+                          indices: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`run_slices` and the scale head's Laplace scale b per voxel (canonical, the generator's
+    [0, 1] units, before the output mapping), from the same generator pass."""
+    out, scale = _slices(backend, prepared, style, plane, batch_size, progress, indices, scale=True)
+    return out, scale
+
+
+def _slices(backend: Backend, prepared: Prepared, style: np.ndarray, plane: str, batch_size: int,
+            progress: Progress | None, indices: list[int] | None, scale: bool) -> list[np.ndarray]:
     runner = SliceRunner(backend, prepared.stack, prepared.mask, prepared.available, plane)
-    out = np.zeros(runner.mask.shape, dtype=np.float32)
+    outs = [np.zeros(runner.mask.shape, dtype=np.float32) for _ in range(2 if scale else 1)]
     brain = set(runner.brain)
     wanted = runner.brain if indices is None else [i for i in indices if i in brain]
     if wanted:
         rows, cols = runner.crop
-        out[wanted, rows, cols] = runner.run(wanted, style, batch_size, progress)
-    return orientation.slices_back(out, plane)
+        got = (runner.run_with_scale(wanted, style, batch_size, progress) if scale
+               else (runner.run(wanted, style, batch_size, progress),))
+        for volume, part in zip(outs, got, strict=True):
+            volume[wanted, rows, cols] = part
+    return [orientation.slices_back(v, plane) for v in outs]
 
 
 def to_output_volume(canonical_out: np.ndarray, prepared: Prepared, target: str, model_id: str) -> Volume:

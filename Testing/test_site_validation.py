@@ -107,6 +107,14 @@ def test_validate_sites_scores_every_task_against_baselines_and_resumes(site_roo
     assert main(["validate-sites", "--data", str(site_root), "--out", str(tmp_path / "only"), "--only", "linear"]) == 0
     only = {json.loads(x)["method"] for x in (tmp_path / "only" / "rows.jsonl").read_text().splitlines()}
     assert only == {"linear"}
+    # the oracle-tone diagnostic: never in a full run, scored for the folds' subjects when named
+    assert "model-oracle-tone" not in by_method
+    assert main(["validate-sites", "--data", str(site_root), "--out", str(tmp_path / "tone"), "--fold", f"SiteA={fold_a}",
+                 "--only", "model-oracle-tone"]) == 0
+    tone = [json.loads(x) for x in (tmp_path / "tone" / "rows.jsonl").read_text().splitlines()]
+    assert {(r["subject"], r["inputs"], r["target"]) for r in tone} == {t for t in tasks if t[0].startswith("SiteA")}
+    plain = {(r["subject"], r["inputs"], r["target"]): r["PSNR"] for r in rows if r["method"] == "model-uncalibrated"}
+    assert np.mean([r["PSNR"] for r in tone]) > np.mean([plain[r["subject"], r["inputs"], r["target"]] for r in tone])
 
 
 def test_validate_sites_refuses_a_fold_for_an_unknown_site(site_root, tmp_path, capsys):

@@ -40,10 +40,16 @@ class Backend(Protocol):
     error_model: ErrorModel | None  # see ModelSettings
     context: int
     has_style_encoder: bool
+    has_scale_head: bool  # the network predicts its own error's Laplace scale (``generate_with_scale``)
 
     def generate(self, images: np.ndarray, available: np.ndarray, style: np.ndarray) -> np.ndarray:
         """(N, C·(1+2k), H, W) float32 (see ``nets.unified.images_with_context``), (N, C) float32,
         (N, S) float32 → (N, 1, H, W) float32."""
+        ...
+
+    def generate_with_scale(self, images: np.ndarray, available: np.ndarray, style: np.ndarray
+                            ) -> tuple[np.ndarray, np.ndarray]:
+        """``generate``'s output and the scale head's log b, both (N, 1, H, W), from one pass."""
         ...
 
     def encode_style(self, images: np.ndarray) -> np.ndarray:
@@ -65,6 +71,11 @@ class SettingsFromCard:
     multi-input backend shares (pairwise backends override ``check`` and ``reads``)."""
 
     has_style_encoder = True
+    has_scale_head = False
+
+    def generate_with_scale(self, images: np.ndarray, available: np.ndarray, style: np.ndarray
+                            ) -> tuple[np.ndarray, np.ndarray]:
+        raise MRSynthError(f"model '{self.model_id}' has no scale head")
 
     def _take(self, settings: ModelSettings) -> None:
         self.settings = settings

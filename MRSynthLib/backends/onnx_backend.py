@@ -94,12 +94,23 @@ class OnnxBackend(SettingsFromCard):
         self._style = make(style_path) if style_path is not None else None
         self.device = make.device
         self.has_style_encoder = self._style is not None
+        self.has_scale_head = "log_scale" in {o.name for o in self._gen.get_outputs()}
         self.mean_styles = np.asarray(mean_styles, dtype=np.float32)
 
     def generate(self, images: np.ndarray, available: np.ndarray, style: np.ndarray) -> np.ndarray:
-        feeds = {"images": images.astype(np.float32), "available": available.astype(np.float32),
-                 "style": style.astype(np.float32)}
-        return self._gen.run(["synthetic"], feeds)[0]
+        return self._gen.run(["synthetic"], self._feeds(images, available, style))[0]
+
+    def generate_with_scale(self, images: np.ndarray, available: np.ndarray, style: np.ndarray
+                            ) -> tuple[np.ndarray, np.ndarray]:
+        if not self.has_scale_head:
+            return super().generate_with_scale(images, available, style)
+        out, log_b = self._gen.run(["synthetic", "log_scale"], self._feeds(images, available, style))
+        return out, log_b
+
+    @staticmethod
+    def _feeds(images: np.ndarray, available: np.ndarray, style: np.ndarray) -> dict[str, np.ndarray]:
+        return {"images": images.astype(np.float32), "available": available.astype(np.float32),
+                "style": style.astype(np.float32)}
 
     def encode_style(self, images: np.ndarray) -> np.ndarray:
         if self._style is None:

@@ -50,15 +50,25 @@ class TorchBackend(SettingsFromCard):
                                f"the network takes {self.model.cfg.context}")
         self.amp = amp and device.startswith("cuda")
         self.mean_styles = self.model.mean_styles.detach().cpu().numpy().astype(np.float32)
+        self.has_scale_head = bool(getattr(self.model.cfg, "scale_head", 0))
 
-    def _run(self, fn, *arrays: np.ndarray) -> np.ndarray:
+    def _run(self, fn, *arrays: np.ndarray):
         torch = self._torch
         tensors = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(self.device) for a in arrays]
         with torch.inference_mode(), torch.autocast(self.device.split(":")[0], enabled=self.amp):
-            return fn(*tensors).float().cpu().numpy()
+            got = fn(*tensors)
+            if isinstance(got, tuple):
+                return tuple(t.float().cpu().numpy() for t in got)
+            return got.float().cpu().numpy()
 
     def generate(self, images: np.ndarray, available: np.ndarray, style: np.ndarray) -> np.ndarray:
         return self._run(self.model.generator, images, available, style)
+
+    def generate_with_scale(self, images: np.ndarray, available: np.ndarray, style: np.ndarray
+                            ) -> tuple[np.ndarray, np.ndarray]:
+        if not self.has_scale_head:
+            return super().generate_with_scale(images, available, style)
+        return self._run(self.model.generator.forward_with_scale, images, available, style)
 
     def encode_style(self, images: np.ndarray) -> np.ndarray:
         return self._run(self.model.style_encoder, images)

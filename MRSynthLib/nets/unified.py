@@ -11,6 +11,9 @@ One network carries the ideas of the seed methods:
   intensity relations between inputs that instance normalization removes from the main path;
 - optionally (``input_mix``) the output is a per-voxel softmax mixture of the given inputs and the
   generated image, so a near-identical input (T1Gd for T1) can pass its own intensities through;
+- optionally (``scale_head`` w > 0) a small head reads the decoder's last features (detached: it never
+  changes the image) and predicts a per-voxel Laplace scale log b of the output's error, trained with the
+  Laplace likelihood of the residual: the network's own uncertainty, for the uncertainty map;
 - optionally (``context`` k > 0, "2.5D") the k neighbouring slices on each side of every input come in
   as extra channels (see :func:`images_with_context` for the channel order), so the encoder sees
   through-plane anatomy; the per-voxel path and the input mixture use the centre slice only.
@@ -31,6 +34,7 @@ class UnifiedConfig:
     pointwise: int = 32  # width of the un-normalized per-voxel path (0 = off)
     input_mix: int = 0  # 1: the output is a per-voxel softmax mixture of the given inputs and the generated image
     context: int = 0  # 2.5D: k neighbouring slices on each side of every input as extra channels
+    scale_head: int = 0  # width of the Laplace scale head (0 = off), see ``UnifiedGenerator.forward_with_scale``
 
     @property
     def image_channels(self) -> int:
@@ -77,8 +81,30 @@ def _define() -> dict:
                 with torch.no_grad():
                     self.mix.bias.zero_()
                     self.mix.bias[c] = 2.0  # start close to the plain generator
+            self.scale_head = cfg.scale_head
+            if cfg.scale_head:  # decoder features + output + masked inputs → log b (Laplace scale of the error)
+                w = cfg.scale_head
+                self.scale = nn.Sequential(
+                    nn.Conv2d(f + 1 + 2 * c, w, 3, padding=1, padding_mode="reflect"), nn.LeakyReLU(0.2),
+                    nn.Conv2d(w, w, 3, padding=2, dilation=2, padding_mode="reflect"), nn.LeakyReLU(0.2),
+                    nn.Conv2d(w, 1, 3, padding=1, padding_mode="reflect"))
+                with torch.no_grad():
+                    self.scale[-1].bias.fill_(-3.0)  # b ≈ 0.05 of the [0, 1] range before training
 
         def forward(self, images: torch.Tensor, available: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+            return self._forward(images, available, style)[0]
+
+        def forward_with_scale(self, images: torch.Tensor, available: torch.Tensor, style: torch.Tensor
+                               ) -> tuple[torch.Tensor, torch.Tensor]:
+            """(synthetic, log b): b is the Laplace scale of |synthetic − truth| (E|error| = b, SD = √2·b), in
+            the output's [0, 1] units. The head sees the features detached, so it never changes the image."""
+            if not self.scale_head:
+                raise ValueError("this generator has no scale head (UnifiedConfig.scale_head = 0)")
+            out, h, x = self._forward(images, available, style)
+            log_b = self.scale(torch.cat([h.detach(), out.detach(), x], dim=1))
+            return out, log_b.clamp(-9.0, 3.0)
+
+        def _forward(self, images: torch.Tensor, available: torch.Tensor, style: torch.Tensor):
             avail = available[:, :, None, None]
             c = self.n_contrasts
             centre = images[:, :c]
@@ -103,7 +129,7 @@ def _define() -> dict:
                 blocked = torch.cat([(1.0 - avail) * -1e4, torch.zeros_like(avail[:, :1])], dim=1)
                 weights = torch.softmax(logits + blocked, dim=1)
                 out = (weights * torch.cat([centre, out], dim=1)).sum(dim=1, keepdim=True)
-            return out
+            return out, h, x
 
 
     class StyleEncoder(nn.Module):

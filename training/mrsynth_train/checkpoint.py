@@ -7,12 +7,16 @@ reads it: no pickled objects (a checkpoint from an untrusted source cannot run c
 from __future__ import annotations
 
 import json
+import logging
 import random
 from pathlib import Path
 
+from MRSynthLib.errors import MRSynthError
 from MRSynthLib.io import write_bytes_atomic
 
 from .data import SliceSampler
+
+logger = logging.getLogger("mrsynth_train")
 
 
 def atomic_torch_save(obj, path: Path) -> None:
@@ -71,6 +75,29 @@ def load_checkpoint(path: Path, recipe, sampler: SliceSampler, scaler=None) -> t
     py = json.loads(state["rng"]["python"])
     random.setstate((py[0], tuple(py[1]), py[2]))
     return int(state["step"]), float(state["wall_s"]), float(state.get("cpu_s", 0.0))
+
+
+def initialize_from(recipe, run: Path) -> None:
+    """Start ``recipe``'s modules from a finished run's weights (``<module>.pt``, loaded with
+    ``weights_only``). Parameters the run lacks (a head added since) keep their fresh values and are
+    logged; a shape mismatch or a parameter the recipe does not know is an error naming the file."""
+    import torch
+
+    for name, module in recipe.modules().items():
+        path = Path(run) / f"{name}.pt"
+        if not path.exists():
+            raise MRSynthError(f"--init-from: the run has no {name}.pt (is it finished?)", str(path))
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        try:
+            result = module.load_state_dict(state, strict=False)
+        except RuntimeError as exc:
+            raise MRSynthError(f"--init-from: weights do not fit this config ({str(exc).splitlines()[-1].strip()})",
+                               str(path)) from None
+        if result.unexpected_keys:
+            raise MRSynthError(f"--init-from: parameters this config does not have: "
+                               f"{', '.join(result.unexpected_keys[:4])}", str(path))
+        logger.info("initialized %s from %s%s", name, path, f" (fresh: {', '.join(result.missing_keys)})"
+                    if result.missing_keys else "")
 
 
 def truncate_log(path: Path, step: int) -> int:

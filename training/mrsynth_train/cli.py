@@ -22,6 +22,8 @@ def _parser() -> argparse.ArgumentParser:
                    "default runs/<config file name without .yaml>")
     t.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     t.add_argument("--max-steps", type=int, default=None)
+    t.add_argument("--init-from", default=None, metavar="RUN",
+                   help="start from a finished run's weights (e.g. to fit a scale head onto it)")
     t.add_argument("--exclude", action="append", default=[], help="real subject to hold out (repeatable)")
     t.add_argument("--exclude-site", action="append", default=[], metavar="SITE",
                    help="hold out every real subject of this site (e.g. BraTS18-CBICA; see mrsynth_train.sites)")
@@ -61,7 +63,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="also score a registered model id or card path as shipped (e.g. v2=mrsynth-unified-v2)")
     vs.add_argument("--only", action="append", default=None, metavar="METHOD",
                     help="score only these methods (model, model-uncalibrated, histmatch-best, linear or a --compare "
-                    "name; repeatable), e.g. to add fold rows from a second process beside a running validation")
+                    "name; repeatable), e.g. to add fold rows from a second process beside a running validation; "
+                    "model-oracle-tone (a diagnostic: the fold model's anatomy with the true histogram) runs only "
+                    "when named here")
     vs.add_argument("--final", default=None, metavar="RUN",
                     help="write the report into this run's validation.json and its calibration decision into its "
                     "intensity templates (both reach the exported card)")
@@ -139,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
                 cfg.data.real_exclude = list(cfg.data.real_exclude) + held_out
             out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
             summary = train(cfg, out, resume=args.resume, max_steps=args.max_steps,
-                            config_dir=Path(args.config).resolve().parent)
+                            config_dir=Path(args.config).resolve().parent,
+                            init_from=Path(args.init_from) if args.init_from else None)
             print(json.dumps({"run": str(out), **summary}, indent=2))
         elif args.command == "export":
             from .export import export_run

@@ -15,9 +15,11 @@ MAX_FLAGGED = 1 / 3  # the volume-level warning may fire on at most this share o
 LEVEL_WEIGHTS = (0.03, 0.1, 0.3, 1.0, 3.0)  # candidate a of the combined maps SD + a·output
 COMBINED = {"flip+level": "flip", "both+level": "both"}  # combined map → its variant SD
 LEVEL_BINS = np.linspace(0.0, 1.0, 21)  # output-intensity bins of the fitted error model
-FITTED = {"levelfit": None, "levelfit+flip": "flip", "levelfit+both": "both"}  # error model (+ a·variant SD)
-# the scored maps: variant SDs, smoothed in-plane, and two no-model baselines (edge strength, output level)
-METHODS = ("flip", "dropout", "both", "flip-smooth", "both-smooth", "edge", "level")
+# error model (+ a·variant SD, or + a·the scale head's b)
+FITTED = {"levelfit": None, "levelfit+flip": "flip", "levelfit+both": "both", "levelfit+head": "head"}
+# the scored maps: variant SDs, smoothed in-plane, two no-model baselines (edge strength, output level) and the
+# network's own scale head (models with one)
+METHODS = ("flip", "dropout", "both", "flip-smooth", "both-smooth", "edge", "level", "head")
 
 
 def _samples(out: Path, row: dict, method: str, weight: float | None = None) -> tuple[np.ndarray, np.ndarray] | None:
@@ -83,6 +85,8 @@ def fitted_rows(rows: list[dict], out: Path, method: str) -> list[dict]:
     """Rows of the intensity-conditional error model (+ a·variant SD), table and a fitted on the OTHER folds;
     each target needs another fold holding it (else the task is left out)."""
     got, tables, weights = [], {}, {}
+    if FITTED[method] is not None and not all(FITTED[method] in _load(out, r) for r in rows):
+        return []  # a map this run's model has not got (e.g. no scale head)
 
     def table(target: str, site: str) -> np.ndarray:
         if (target, site) not in tables:
@@ -176,6 +180,7 @@ def warning_threshold(fitted: list[dict], scales: dict[str, float]) -> dict:
 def write_report(rows: list[dict], out: Path, methods: tuple[str, ...] | None = None, fitted_on: str = "") -> str:
     methods = methods or METHODS
     combined = {**{m: combined_rows(rows, out, m) for m in COMBINED}, **{m: fitted_rows(rows, out, m) for m in FITTED}}
+    combined = {m: r for m, r in combined.items() if r}
     lines = ["| method | target | tasks | ρ mean (min) | AUSE / MAE (random) | top-10 % / median (min) | "
              "coverage of 1.96σ |", "|---|---|---|---|---|---|---|"]
     tables = {**{m: summary(rows, out, m) for m in methods}, **{m: summary(r, out, m) for m, r in combined.items()}}

@@ -50,7 +50,7 @@ def task_maps(engine, subject: Subject, inputs: tuple[str, ...], target: str, st
               ) -> tuple[np.ndarray, dict[str, np.ndarray], float]:
     """(|error| on the scored voxels, method → SD on them, seconds per generator pass)."""
     from MRSynthLib.postprocess import output_mapping
-    from MRSynthLib.synthesis import prepare, run_slices, style_code
+    from MRSynthLib.synthesis import prepare, run_slices, run_slices_with_scale, style_code
 
     prepared = prepare({c: subject.volumes[c] for c in inputs})
     style = style_code(engine, target)
@@ -66,7 +66,13 @@ def task_maps(engine, subject: Subject, inputs: tuple[str, ...], target: str, st
     chosen = np.zeros(prepared.mask.shape, bool)
     chosen[slices] = True
     m = prepared.mask & chosen
-    raw = run(prepared)
+    scale = None
+    if getattr(engine, "has_scale_head", False):  # the network's own Laplace scale, from the same pass
+        t = time.perf_counter()
+        raw, scale = run_slices_with_scale(engine, prepared, style, indices=[int(i) for i in slices])
+        times.append(time.perf_counter() - t)
+    else:
+        raw = run(prepared)
     flip = variant_passes("flip", prepared, run)
     drop = variant_passes("dropout", prepared, run)
     mapping = output_mapping(engine, prepared, target)
@@ -86,6 +92,8 @@ def task_maps(engine, subject: Subject, inputs: tuple[str, ...], target: str, st
     sds["both-smooth"] = smooth_in_plane(sds["both"], m)
     sds["edge"] = edge_strength(out, m)  # baseline: errors gather at edges (blur, misregistration)
     sds["level"] = out.copy()  # baseline: absolute errors grow with the intensity
+    if scale is not None:
+        sds["head"] = mapping.apply_scale(raw, scale, m, 0.0)
     return err[ev], {k: v[ev] / scale_p for k, v in sds.items()}, float(np.mean(times))
 
 

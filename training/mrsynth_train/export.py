@@ -40,14 +40,32 @@ def export_onnx(model, gen_path: Path, style_path: Path) -> None:
     images, avail, style = torch.rand(2, model.cfg.image_channels, 64, 64), torch.ones(2, c), torch.zeros(2, s)
     from .export_graphs import quiet_export
 
+    # a scale head (the uncertainty map's own method) is a second output of the same graph: one pass gives both
+    outputs = ["synthetic", "log_scale"] if model.cfg.scale_head else ["synthetic"]
+    generator = WithScale(model.generator) if model.cfg.scale_head else model.generator
     with quiet_export():
-        torch.onnx.export(model.generator, (images, avail, style), str(gen_path), dynamo=False, opset_version=OPSET,
-                          input_names=["images", "available", "style"], output_names=["synthetic"],
+        torch.onnx.export(generator, (images, avail, style), str(gen_path), dynamo=False, opset_version=OPSET,
+                          input_names=["images", "available", "style"], output_names=outputs,
                           dynamic_axes={"images": {0: "n", 2: "h", 3: "w"}, "available": {0: "n"},
-                                        "style": {0: "n"}, "synthetic": {0: "n", 2: "h", 3: "w"}})
+                                        "style": {0: "n"}, **{o: {0: "n", 2: "h", 3: "w"} for o in outputs}})
         torch.onnx.export(model.style_encoder, (torch.rand(2, 1, 64, 64),), str(style_path), dynamo=False,
                           opset_version=OPSET, input_names=["reference"], output_names=["style"],
                           dynamic_axes={"reference": {0: "n", 2: "h", 3: "w"}, "style": {0: "n"}})
+
+
+def WithScale(generator):  # noqa: N802 - a class made on first use, so importing this module needs no torch
+    """The generator as a module whose forward is ``forward_with_scale`` (ONNX traces ``forward``)."""
+    from torch import nn
+
+    class _WithScale(nn.Module):
+        def __init__(self, g) -> None:
+            super().__init__()
+            self.g = g
+
+        def forward(self, images, available, style):
+            return self.g.forward_with_scale(images, available, style)
+
+    return _WithScale(generator).eval()
 
 
 def _card_common(run: Path, mid: str, version: str, cfg: dict) -> dict:

@@ -51,6 +51,7 @@ class ModelConfig:
     style_dim: int = 8
     pointwise: int = 32
     input_mix: int = 0
+    scale_head: int = 0  # width of the Laplace scale head of the uncertainty map (0 = none; options.laplace trains it)
 
 
 @dataclass

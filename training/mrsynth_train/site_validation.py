@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from MRSynthLib.evaluation import evaluate_arrays
+from MRSynthLib.evaluation import evaluate_arrays, histogram_match
 from MRSynthLib.evaluation_brasyn import brasyn_metrics
 from MRSynthLib.io import read_volume
 from MRSynthLib.preprocess import derive_mask, normalize
@@ -121,6 +121,12 @@ def engine_predictions(engine, subject: Subject, inputs: tuple[str, ...], target
     return out
 
 
+# a diagnostic, scored only when named in ``only`` (``--only model-oracle-tone``): the fold model's uncalibrated
+# output mapped onto the TRUE target histogram, as the histmatch-best baseline is. Beside that baseline it
+# separates anatomy from tone: how much a perfect tone (intensity histogram) would give the model.
+ORACLE_TONE = "model-oracle-tone"
+
+
 def validate_sites(subjects: list[Subject], store: RowStore, fold_engines: dict[str, object],
                    compare: dict[str, object], progress: bool = True, only: set[str] | None = None) -> None:
     """Score every missing (method, subject, task) row into ``store`` (see the module docstring).
@@ -165,6 +171,9 @@ def validate_sites(subjects: list[Subject], store: RowStore, fold_engines: dict[
             preds = engine_predictions(engine, subject, inputs, target, {"model": True, "model-uncalibrated": False})
             for name, pred in preds.items():
                 add(name, pred)
+        if engine is not None and only is not None and todo(ORACLE_TONE):
+            raw = engine_predictions(engine, subject, inputs, target, {"raw": False})["raw"]
+            add(ORACLE_TONE, histogram_match(raw, subject.normalized[target], subject.mask))
         for name, eng in compare.items():
             if todo(name):
                 add(name, engine_predictions(eng, subject, inputs, target, {name: True})[name])

@@ -14,7 +14,7 @@ import numpy as np
 
 from MRSynthLib.errors import MRSynthError
 
-from .checkpoint import atomic_torch_save, load_checkpoint, save_checkpoint, truncate_log
+from .checkpoint import atomic_torch_save, initialize_from, load_checkpoint, save_checkpoint, truncate_log
 from .config import check_config
 from .data import Augment, SliceSampler, mixture_weights
 from .recipes import build_recipe
@@ -138,8 +138,10 @@ def _learning_rate(recipe) -> float:
 
 
 def train(cfg: TrainConfig, out: Path, resume: bool = False, max_steps: int | None = None,
-          config_dir: Path | None = None, progress: bool = True) -> dict:
+          config_dir: Path | None = None, progress: bool = True, init_from: Path | None = None) -> dict:
     """Train ``cfg`` into run folder ``out``; returns a summary (steps, wall time, last losses).
+    ``init_from``: a finished run whose weights start this one (modules it lacks, e.g. a new head, start
+    fresh); ignored on ``resume``, where the checkpoint holds everything.
 
     Under ``torchrun`` every rank runs this function; ``cfg.batch_size`` is the global batch. The config
     is checked first (``config.check_config``), before any device or data is touched.
@@ -158,13 +160,13 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, max_steps: int | No
             warnings.catch_warnings():
         if cfg.amp == "fp16":  # a step the GradScaler skips (inf gradients) still moves the closed-form schedules
             warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
-        summary = _train(cfg, out, resume, max_steps, config_dir, progress, dist, device)
+        summary = _train(cfg, out, resume, max_steps, config_dir, progress, dist, device, init_from)
     distributed.cleanup(dist)
     return summary
 
 
 def _train(cfg: TrainConfig, out: Path, resume: bool, max_steps: int | None, config_dir: Path | None,
-           progress: bool, dist, device: str) -> dict:
+           progress: bool, dist, device: str, init_from: Path | None = None) -> dict:
     import torch
     from tqdm import tqdm
 
@@ -196,6 +198,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, max_steps: int | None, con
         if dist.main:
             dropped = truncate_log(out / "log.jsonl", step)
             logger.info("resumed from step %d (dropped %d log lines written after that checkpoint)", step, dropped)
+    elif init_from is not None:
+        initialize_from(recipe, init_from)
     writer = None
     if dist.main:
         real_names = data_info["real"] + [n for group in data_info["extra"] for n in group]
@@ -203,7 +207,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, max_steps: int | None, con
         git = git_state()
         (out / "config.json").write_text(json.dumps({
             "config": resolved_config(cfg, config_dir), "data": data_info, "git_commit": git["commit"],
-            "git_dirty": git["dirty"],
+            "git_dirty": git["dirty"], "init_from": str(init_from) if init_from else None,
             "environment": environment(device, threads=cfg.threads, world_size=dist.world, amp=amp,
                                        deterministic=cfg.deterministic),
         }, indent=2))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
+from MRSynthLib.errors import MRSynthError
 from MRSynthLib.nets.unified import UnifiedConfig, UnifiedModel, images_with_context
 
 from ..data import Batch
@@ -18,6 +19,8 @@ class UnifiedOptions:
     ref_style_prob: float = 0.5  # share of samples generated with the style encoded from the true target
     style_recon: float = 0.0  # StarGAN-v2 style reconstruction: the style encoder must recover the code
     random_style_prob: float = 0.0  # share of samples generated from another contrast's mean style (needs style_recon)
+    laplace: float = 0.0  # weight of the scale head's Laplace likelihood (needs model.scale_head > 0)
+    train_only: list[str] = field(default_factory=list)  # parameter-name prefixes to train; the rest frozen
 
 
 class UnifiedRecipe:
@@ -37,6 +40,10 @@ class UnifiedRecipe:
         self.options = from_dict(UnifiedOptions, cfg.options, "options.")
         # data.context > 0 (2.5D): the neighbouring slices come in as extra generator channels
         self.model = UnifiedModel(UnifiedConfig(**vars(cfg.model), context=cfg.data.context))
+        if self.options.laplace and not self.model.cfg.scale_head:
+            raise MRSynthError("options.laplace needs a scale head: set model.scale_head (e.g. 16)")
+        if self.options.train_only:
+            frozen_except(self.model, self.options.train_only)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
         self.scheduler = cosine_decay(self.optimizer, cfg.steps, floor=0.05)
 
@@ -74,16 +81,36 @@ class UnifiedRecipe:
             rand_target = torch.randint(0, model.mean_styles.shape[0], (total,))[rows]
             style = other_all[rows] * model.mean_styles[rand_target] + (1 - other_all[rows]) * style
         images = images_with_context(t["images"], t["neighbours"] if model.cfg.context else None)
-        pred = model.generator(images, t["available"], style)
+        if o.laplace:
+            pred, log_b = model.generator.forward_with_scale(images, t["available"], style)
+        else:
+            pred = model.generator(images, t["available"], style)
         pixel = t["mask"] * (1 - other_all[rows])[:, :, None, None]
-        l1 = ((pred - t["truth"]).abs() * pixel).sum() / _pixels(batch, pixel, other_all)
+        denominator = _pixels(batch, pixel, other_all)
+        l1 = ((pred - t["truth"]).abs() * pixel).sum() / denominator
         reg = ((ref - mean) ** 2).mean()
         loss = l1 + self.cfg.style_reg * reg
+        extra = {}
+        if o.laplace:  # −log Laplace(truth | pred, b) up to a constant; the residual is fixed (detached)
+            nll = (((pred.detach() - t["truth"]).abs() * torch.exp(-log_b) + log_b) * pixel).sum() / denominator
+            loss = loss + o.laplace * nll
+            extra["laplace_nll"] = nll.item()
         if o.style_recon:
             loss = loss + o.style_recon * (model.style_encoder(pred) - style.detach()).abs().mean()
         optimize(self.optimizer, loss, self.scaler)
         self.scheduler.step()
-        return {"loss": loss.item(), "l1": l1.item(), "style_reg": reg.item()}
+        return {"loss": loss.item(), "l1": l1.item(), "style_reg": reg.item(), **extra}
+
+
+def frozen_except(model: torch.nn.Module, prefixes: list[str]) -> None:
+    """Train only the parameters whose names start with one of ``prefixes`` (e.g. ``generator.scale``, to
+    fit a scale head onto a trained network without changing its images); an unmatched prefix is an error."""
+    names = [n for n, _ in model.named_parameters()]
+    for prefix in prefixes:
+        if not any(n.startswith(prefix) for n in names):
+            raise MRSynthError(f"options.train_only: no parameter starts with '{prefix}'")
+    for name, param in model.named_parameters():
+        param.requires_grad_(any(name.startswith(p) for p in prefixes))
 
 
 def _pixels(batch: Batch, pixel: torch.Tensor, other_all: torch.Tensor) -> torch.Tensor:
