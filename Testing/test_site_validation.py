@@ -109,11 +109,17 @@ def test_validate_sites_scores_every_task_against_baselines_and_resumes(site_roo
     assert only == {"linear"}
     # the oracle-tone diagnostic: never in a full run, scored for the folds' subjects when named
     assert "model-oracle-tone" not in by_method
-    assert main(["validate-sites", "--data", str(site_root), "--out", str(tmp_path / "tone"), "--fold", f"SiteA={fold_a}",
-                 "--only", "model-oracle-tone"]) == 0
-    tone = [json.loads(x) for x in (tmp_path / "tone" / "rows.jsonl").read_text().splitlines()]
-    assert {(r["subject"], r["inputs"], r["target"]) for r in tone} == {t for t in tasks if t[0].startswith("SiteA")}
     plain = {(r["subject"], r["inputs"], r["target"]): r["PSNR"] for r in rows if r["method"] == "model-uncalibrated"}
+    assert main(["validate-sites", "--data", str(site_root), "--out", str(tmp_path / "tone"), "--fold", f"SiteA={fold_a}",
+                 "--only", "model-oracle-tone", "--only", "model-cal-0.5"]) == 0
+    scored = [json.loads(x) for x in (tmp_path / "tone" / "rows.jsonl").read_text().splitlines()]
+    tone = [r for r in scored if r["method"] == "model-oracle-tone"]
+    # calibration at half strength: between the network's tone and the templates', neither of the two
+    half = {(r["subject"], r["inputs"], r["target"]): r["PSNR"] for r in scored if r["method"] == "model-cal-0.5"}
+    full = {(r["subject"], r["inputs"], r["target"]): r["PSNR"] for r in rows if r["method"] == "model"}
+    assert set(half) == {t for t in tasks if t[0].startswith("SiteA")}
+    assert any(half[k] != full[k] for k in half) and any(half[k] != plain[k] for k in half)
+    assert {(r["subject"], r["inputs"], r["target"]) for r in tone} == {t for t in tasks if t[0].startswith("SiteA")}
     assert np.mean([r["PSNR"] for r in tone]) > np.mean([plain[r["subject"], r["inputs"], r["target"]] for r in tone])
 
 

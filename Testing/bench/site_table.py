@@ -14,8 +14,10 @@ import numpy as np
 
 LABELS = {"v2": "v2 (trained on the 2 TCGA subjects)",
           "histmatch-best": "histogram matching to the TRUE target histogram, best input (oracle)",
-          "linear": "voxel-wise linear regression fitted on the training folds"}
-
+          "linear": "voxel-wise linear regression fitted on the training folds",
+          "model-oracle-tone": "diagnostic: {first}'s output mapped onto the TRUE target histogram (oracle tone)",
+          "model-uncalibrated": "{first} without calibration (the network's own tone)"}
+PARTIAL = "model-cal-"  # validate-sites --only model-cal-<w>: calibration at strength w
 
 def rows(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / "rows.jsonl").read_text(encoding="utf-8").splitlines() if line]
@@ -47,6 +49,15 @@ def main() -> None:
         got = [r for r in base if r["method"] == method]
         unseen = mean([r for r in got if r["subject"] not in seen]) if method != "linear" else "—"
         print(f"| {LABELS.get(method, method)} | {mean(got)} | {unseen} |")
+    # what the first folder also holds: the uncalibrated output, calibration at part strength, the oracle tone
+    extra = sorted({r["method"] for r in base if r["method"] == "model-uncalibrated" or r["method"].startswith(PARTIAL)})
+    for method in (*extra, "model-oracle-tone"):
+        got = [r for r in base if r["method"] == method]
+        if got:
+            label = (f"{{first}} with calibration at strength {method.removeprefix(PARTIAL)}"
+                     if method.startswith(PARTIAL) else LABELS[method])
+            print(f"| {label.format(first=named[0][0])} | {mean(got)} | "
+                  f"{mean([r for r in got if r['subject'] not in seen])} |")
 
 
 if __name__ == "__main__":

@@ -104,9 +104,10 @@ def score(pred: np.ndarray, subject: Subject, target: str, brasyn: bool) -> dict
 
 
 def engine_predictions(engine, subject: Subject, inputs: tuple[str, ...], target: str,
-                       calibrations: dict[str, bool]) -> dict[str, np.ndarray]:
+                       calibrations: dict[str, bool], partial: list[str] = ()) -> dict[str, np.ndarray]:
     """One generator pass through the product's pipeline, then each requested output mapping
-    (name → calibrate on/off): the calibrated and uncalibrated outputs share the generator's work."""
+    (name → calibrate on/off): the calibrated and uncalibrated outputs share the generator's work.
+    ``partial``: names ``model-cal-<w>``, calibration at strength w."""
     from MRSynthLib.orientation import from_canonical
     from MRSynthLib.postprocess import output_mapping
     from MRSynthLib.synthesis import prepare, run_slices, style_code
@@ -118,6 +119,14 @@ def engine_predictions(engine, subject: Subject, inputs: tuple[str, ...], target
     for name, calibrate in calibrations.items():
         mapped = output_mapping(engine, prepared, target, calibrate=calibrate).apply(raw, prepared.mask, 0.0)
         out[name] = from_canonical(mapped, prepared.reference)
+    if partial:
+        from MRSynthLib.postprocess import quantile_map
+
+        cal = output_mapping(engine, prepared, target, calibrate=True).calibrated
+        for name in partial:
+            w = float(name.removeprefix(PARTIAL))
+            mapped = raw if cal is None else quantile_map(raw, prepared.mask, cal, w)
+            out[name] = from_canonical(mapped, prepared.reference)
     return out
 
 
@@ -125,6 +134,9 @@ def engine_predictions(engine, subject: Subject, inputs: tuple[str, ...], target
 # output mapped onto the TRUE target histogram, as the histmatch-best baseline is. Beside that baseline it
 # separates anatomy from tone: how much a perfect tone (intensity histogram) would give the model.
 ORACLE_TONE = "model-oracle-tone"
+# candidates, scored only when named in ``only``: calibration at part strength w (the output's quantiles moved a
+# fraction w of the way to the calibrated ones), a blend of the network's own tone and the templates'
+PARTIAL, PARTIAL_STRENGTHS = "model-cal-", (0.25, 0.5, 0.75)
 
 
 def validate_sites(subjects: list[Subject], store: RowStore, fold_engines: dict[str, object],
@@ -174,6 +186,10 @@ def validate_sites(subjects: list[Subject], store: RowStore, fold_engines: dict[
         if engine is not None and only is not None and todo(ORACLE_TONE):
             raw = engine_predictions(engine, subject, inputs, target, {"raw": False})["raw"]
             add(ORACLE_TONE, histogram_match(raw, subject.normalized[target], subject.mask))
+        partial = [f"{PARTIAL}{w}" for w in PARTIAL_STRENGTHS if only is not None and todo(f"{PARTIAL}{w}")]
+        if engine is not None and partial:
+            for name, pred in engine_predictions(engine, subject, inputs, target, {}, partial=partial).items():
+                add(name, pred)
         for name, eng in compare.items():
             if todo(name):
                 add(name, engine_predictions(eng, subject, inputs, target, {name: True})[name])
