@@ -45,7 +45,7 @@ bench-quality: $(STAMP)  # both leave-one-subject-out folds, BUDGET CPU-seconds 
 # the final run on every real subject, the site-grouped validation against the baselines and v2 (which also
 # decides per target whether calibration is applied), then ONNX + card + registry and the validation tables.
 MODEL_ID ?= mrsynth-unified-v4
-MODEL_VERSION ?= 4.0.0
+MODEL_VERSION ?= 4.1.0
 MODEL_CONFIG ?= training/configs/unified-v4.yaml
 MODEL_RUNS ?= runs/model
 MODEL_OUT ?= Resources/Models

@@ -82,6 +82,16 @@ def parse_calibrate_targets(record: dict) -> frozenset[str] | None:
     return frozenset(canonical(c) for c in raw)
 
 
+def parse_calibrate_strength(record: dict) -> float:
+    """How far the output's quantiles move toward the calibrated ones (``calibrate_strength``, chosen by
+    site validation among 0, 0.25 … 1: a blend of the network's own tone and the templates'); 1 when the
+    card does not say (older cards: full calibration)."""
+    raw = record.get("calibrate_strength", 1.0)
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0.0 <= float(raw) <= 1.0:
+        raise MRSynthError(f"intensity_templates.calibrate_strength must be a number in [0, 1], not {raw!r}")
+    return float(raw)
+
+
 def _at_levels(template: np.ndarray, at: np.ndarray) -> np.ndarray:
     return np.interp(at, levels(template.size), template)
 

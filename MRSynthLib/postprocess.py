@@ -57,26 +57,27 @@ class OutputMapping:
     reference_q: np.ndarray | None = None  # the reference's histogram (histogram matching asked for)
     style_reference: bool = False  # a reference's style code drives the generator at α
     gamma: float | None = None  # the subject's tone exponent (reported)
+    strength: float = 1.0  # how far calibration moves the output's quantiles (the card's calibrate_strength)
 
     def at(self, alpha: float) -> tuple[np.ndarray, float] | None:
         """(quantiles, strength) to map the output onto at slider position α, or None (leave it).
 
-        - calibrated only: the calibrated look (strength 1);
+        - calibrated only: the calibrated look (at the card's strength s: s of the way from the network's tone);
         - + histogram matching: from the calibrated look (α 0) to the reference's histogram (α 1);
         - + reference style code: the calibration fades out as the reference's code takes over (1 − α);
         - + second target: along tone curves from one calibrated contrast to the other.
         Without calibration only histogram matching maps (the output toward the reference, strength α)."""
-        cal, ref = self.calibrated, self.reference_q
+        cal, ref, s = self.calibrated, self.reference_q, self.strength
         if cal is None:
             return None if ref is None else (ref, alpha)
         if ref is not None:
             n = max(ref.size, cal.size)
-            return (1 - alpha) * _resample(cal, n) + alpha * _resample(ref, n), 1.0
+            return (1 - alpha) * _resample(cal, n) + alpha * _resample(ref, n), s + (1 - s) * alpha
         if self.style_reference:
-            return cal, 1.0 - alpha
+            return cal, s * (1.0 - alpha)
         if self.walk:
-            return (cal, 1.0 - alpha) if self.second is None else (blend_geometric(cal, self.second, alpha), 1.0)
-        return cal, 1.0
+            return (cal, s * (1.0 - alpha)) if self.second is None else (blend_geometric(cal, self.second, alpha), s)
+        return cal, s
 
     def apply(self, values: np.ndarray, mask: np.ndarray, alpha: float, src_q: np.ndarray | None = None) -> np.ndarray:
         how = self.at(alpha)
@@ -108,6 +109,7 @@ def output_mapping(engine, prepared, target: str, style_target: str | None = Non
         gamma = estimate_gamma(prepared.stack, prepared.available, prepared.mask, templates)
         if gamma is not None:
             mapping.gamma = gamma
+            mapping.strength = float(getattr(engine, "calibrate_strength", 1.0))
             allowed = engine.calibrate_targets
             if allowed is None or canonical(target) in allowed:
                 mapping.calibrated = target_quantiles(templates, target, gamma)

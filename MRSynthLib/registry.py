@@ -197,7 +197,7 @@ def model_settings(bundle: ModelBundle):
     0 for older cards), intensity templates and calibrated targets (``MRSynthLib.calibration``), the uncertainty map's error model
     (``MRSynthLib.confidence``)."""
     from .backends import ModelSettings
-    from .calibration import parse_calibrate_targets, parse_templates
+    from .calibration import parse_calibrate_strength, parse_calibrate_targets, parse_templates
     from .confidence import parse_error_model
 
     raw = bundle.card.get("intensity_templates") or {}
@@ -205,6 +205,7 @@ def model_settings(bundle: ModelBundle):
         return ModelSettings(model_id=bundle.id, context=int(bundle.card.get("arch", {}).get("context", 0)),
                              intensity_templates=parse_templates(raw.get("contrasts")),
                              calibrate_targets=parse_calibrate_targets(raw),
+                             calibrate_strength=parse_calibrate_strength(raw),
                              error_model=parse_error_model(bundle.card.get("confidence"), f"model {bundle.id}"))
     except MRSynthError as exc:
         raise MRSynthError(str(exc), bundle.card_name) from None

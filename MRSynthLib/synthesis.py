@@ -278,6 +278,7 @@ def _run(request: SynthesisRequest[Volume], engine: Backend | None,
     result = to_output_volume(out, prepared, tgt, engine.model_id)
     # what was done to the intensities, kept with the result (node attribute; NRRD/MHA header key)
     result.metadata["MRSynth.Calibration"] = (f"tone exponent {mapping.gamma:.3f} vs the model's templates"
+                                              + (f", strength {mapping.strength:g}" if mapping.strength != 1 else "")
                                               if mapping.calibrated is not None else "off")
     result.metadata["MRSynth.Device"] = f"{engine.device} ({engine.name})"  # what really ran, not what was asked
     error_model = engine.error_model or conf.DEFAULT  # costs no generator pass: every result gets its warning

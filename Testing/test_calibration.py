@@ -230,3 +230,37 @@ def test_cli_calibrates_by_default_and_no_calibrate_keeps_the_generators_look(ca
     api = synthesize(inputs, "FLAIR", engine=_engine(calibrated_bundle), calibrate=False).array
     np.testing.assert_allclose(raw, api, atol=1e-6)
     assert np.abs(cal - raw).max() > 0.05
+
+
+def test_card_strength_moves_the_output_part_of_the_way(calibrated_bundle, small_subject, tmp_path):
+    """``calibrate_strength`` s (chosen by site validation): the output's quantiles move s of the way from the
+    network's own to the calibrated ones; said in the result; out of [0, 1] is refused naming the card."""
+    import shutil
+
+    from MRSynthLib.errors import MRSynthError
+    from MRSynthLib.preprocess import derive_mask
+    from MRSynthLib.synthesis import synthesize
+
+    folder = tmp_path / "half"
+    shutil.copytree(calibrated_bundle.parent, folder)
+    card_path = folder / calibrated_bundle.name
+    card = json.loads(card_path.read_text())
+    card["intensity_templates"]["calibrate_strength"] = 0.5
+    card_path.write_text(json.dumps(card))
+    half, full = _engine(card_path), _engine(calibrated_bundle)
+    assert half.calibrate_strength == 0.5 and full.calibrate_strength == 1.0
+    inputs = {c: small_subject.volumes[c] for c in ("T1", "T2")}
+    mask = derive_mask([v.array for v in small_subject.volumes.values()])
+    got = synthesize(inputs, "FLAIR", engine=half)
+    cal = synthesize(inputs, "FLAIR", engine=full).array
+    raw = synthesize(inputs, "FLAIR", engine=full, calibrate=False).array
+    assert got.metadata["MRSynth.Calibration"].endswith("strength 0.5")
+    at = np.linspace(0.15, 0.45, 4)  # above the brain edge, below the untrained generator's saturation
+    q = {k: np.quantile(a[mask & (a > 0)], at) for k, a in (("half", got.array), ("cal", cal), ("raw", raw))}
+    np.testing.assert_allclose(q["half"], (q["cal"] + q["raw"]) / 2, atol=0.02)
+    assert np.abs(q["cal"] - q["raw"]).max() > 0.05  # the test means something: the two tones differ
+    for bad in (1.5, "half", True):
+        card["intensity_templates"]["calibrate_strength"] = bad
+        card_path.write_text(json.dumps(card))
+        with pytest.raises(MRSynthError, match="calibrate_strength"):
+            _engine(card_path)

@@ -83,12 +83,31 @@ def test_validate_sites_scores_every_task_against_baselines_and_resumes(site_roo
     # the calibration decision reaches the final run's templates (and from there the card)
     templates = json.loads((final / "intensity_templates.json").read_text())
     assert templates["calibrate_targets"] == report["calibrate_targets"]
+    # one calibration strength for every target, chosen among 0, 0.25 … 1 (all scored from the same pass)
+    for method in ("model-cal-0.25", "model-cal-0.5", "model-cal-0.75"):
+        assert by_method[method] == tasks, method
+    strength = report["strength"]
+    assert templates["calibrate_strength"] == report["calibrate_strength"] == strength["strength"]
+    assert strength["mean_PSNR"][str(strength["strength"])] == max(strength["mean_PSNR"].values())
+    # the product rows: each held-out site at the strength chosen on the OTHER site's tasks
+    name = {0.0: "model-uncalibrated", 1.0: "model"}
+    by_key = {(r["method"], r["subject"], r["inputs"], r["target"]): r for r in rows}
+    for site, w in strength["per_site"].items():
+        other = [r for r in rows if r["method"] == "model" and r["site"] != site]
+        means = {x: np.mean([by_key[name.get(x, f"model-cal-{x}"), r["subject"], r["inputs"], r["target"]]["PSNR"]
+                             for r in other]) for x in (0.0, 0.25, 0.5, 0.75, 1.0)}
+        assert means[w] == max(means.values())
+        mine = [r for r in rows if r["method"] == "model" and r["site"] == site]
+        got = report["methods"]["product"]["per_fold"][site]["PSNR"]["mean"]
+        assert got == pytest.approx(np.mean([by_key[name.get(w, f"model-cal-{w}"), r["subject"], r["inputs"],
+                                                     r["target"]]["PSNR"] for r in mine]))
     assert json.loads((final / "validation.json").read_text())["protocol"].startswith("site-grouped")
     # the exported card carries the decision, the report, and where each training subject comes from
     from mrsynth_train.export import export_run
 
     card = export_run(final, tmp_path / "bundle", model_id="site-validated")
     assert card["intensity_templates"]["calibrate_targets"] == report["calibrate_targets"]
+    assert card["intensity_templates"]["calibrate_strength"] == report["calibrate_strength"]
     assert card["validation"]["protocol"].startswith("site-grouped")
     assert [s["name"] for s in card["training"]["real_subjects"]] == ["SiteA-1", "SiteA-2", "SiteB-1"]
     assert card["training"]["cpu"] and card["training"]["cpu_s"] > 0

@@ -24,6 +24,8 @@ class ModelSettings:
     # the targets whose output is calibrated (the card's ``calibrate_targets``, chosen by site validation);
     # None: every target with a template
     calibrate_targets: frozenset[str] | None = None
+    # how far the output moves toward the calibrated tone (the card's ``calibrate_strength``; 1: all the way)
+    calibrate_strength: float = 1.0
     # the card's fitted error model of the uncertainty map (MRSynthLib.confidence); None: the project default
     error_model: ErrorModel | None = None
 
@@ -37,6 +39,7 @@ class Backend(Protocol):
     mean_styles: np.ndarray  # (n_contrasts, style_dim)
     intensity_templates: dict[str, np.ndarray] | None  # see ModelSettings
     calibrate_targets: frozenset[str] | None
+    calibrate_strength: float
     error_model: ErrorModel | None  # see ModelSettings
     context: int
     has_style_encoder: bool
@@ -83,6 +86,7 @@ class SettingsFromCard:
         self.context = int(settings.context)
         self.intensity_templates = settings.intensity_templates
         self.calibrate_targets = settings.calibrate_targets
+        self.calibrate_strength = float(settings.calibrate_strength)
         self.error_model = settings.error_model
 
     def check(self, inputs: list[str], target: str, style_ref: bool = False,

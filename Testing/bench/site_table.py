@@ -16,11 +16,23 @@ LABELS = {"v2": "v2 (trained on the 2 TCGA subjects)",
           "histmatch-best": "histogram matching to the TRUE target histogram, best input (oracle)",
           "linear": "voxel-wise linear regression fitted on the training folds",
           "model-oracle-tone": "diagnostic: {first}'s output mapped onto the TRUE target histogram (oracle tone)",
-          "model-uncalibrated": "{first} without calibration (the network's own tone)"}
+          "model-uncalibrated": "{first} without calibration (the network's own tone)",
+          "model": "{first} fully calibrated (strength 1)"}
 PARTIAL = "model-cal-"  # validate-sites --only model-cal-<w>: calibration at strength w
 
 def rows(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / "rows.jsonl").read_text(encoding="utf-8").splitlines() if line]
+
+
+def product_rows(folder: Path) -> list[dict]:
+    """The model as the product runs it: with a calibration strength chosen by the report (``strength``),
+    each held-out site's rows at the strength chosen on the other sites; else the calibrated rows."""
+    got = rows(folder)
+    chosen = (json.loads((folder / "report.json").read_text(encoding="utf-8")).get("strength") or {}).get("per_site")
+    if not chosen:
+        return [r for r in got if r["method"] == "model"]
+    name = {0.0: "model-uncalibrated", 1.0: "model"}
+    return [r for r in got if r["method"] == name.get(chosen.get(r["site"]), f"{PARTIAL}{chosen.get(r['site'])}")]
 
 
 def mean(rs: list[dict]) -> str:
@@ -42,7 +54,7 @@ def main() -> None:
     print(f"| method | all {n_all} tasks | {n_unseen} tasks on subjects {args.compare} never saw |")
     print("|---|---|---|")
     for name, folder in named:
-        product = [r for r in rows(Path(folder)) if r["method"] == "model"]
+        product = product_rows(Path(folder))
         print(f"| {name} (site folds; as the product runs it) | {mean(product)} | "
               f"{mean([r for r in product if r['subject'] not in seen])} |")
     for method in (args.compare, "histmatch-best", "linear"):
@@ -51,7 +63,7 @@ def main() -> None:
         print(f"| {LABELS.get(method, method)} | {mean(got)} | {unseen} |")
     # what the first folder also holds: the uncalibrated output, calibration at part strength, the oracle tone
     extra = sorted({r["method"] for r in base if r["method"] == "model-uncalibrated" or r["method"].startswith(PARTIAL)})
-    for method in (*extra, "model-oracle-tone"):
+    for method in (*extra, *(["model"] if extra else []), "model-oracle-tone"):
         got = [r for r in base if r["method"] == method]
         if got:
             label = (f"{{first}} with calibration at strength {method.removeprefix(PARTIAL)}"

@@ -3,7 +3,12 @@
 The product's calibration is decided here, per target, by the validation itself: a target is calibrated
 when its calibrated outputs score a higher mean masked PSNR than the uncalibrated ones over all folds'
 tasks (``calibrate_targets``); the ``product`` rows are the model's rows under that decision. (The choice
-is made on the same rows it is reported on: two options per target, a small optimism.)"""
+is made on the same rows it is reported on: two options per target, a small optimism.)
+
+When the rows also hold calibration at part strength (``model-cal-<w>``, scored from the same generator
+pass), one strength for every target is chosen instead (``calibrate_strength``, among 0, the w's and 1, by
+mean masked PSNR over all tasks), and the ``product`` rows are honest about the choice: each held-out
+site's rows are those of the strength chosen on the OTHER sites' tasks."""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import numpy as np
 METRICS = ("PSNR", "SSIM", "MAE")
 BRASYN = ("brasyn_SSIM", "brasyn_PSNR", "brasyn_SSIM_tumour", "brasyn_SSIM_healthy")
 BASELINES = ("histmatch-best", "linear")
+PARTIAL = "model-cal-"  # calibration at part strength w (site_validation.PARTIAL)
 
 
 def _task(row: dict) -> tuple[str, str, str]:
@@ -43,6 +49,38 @@ def product_rows(methods: dict[str, dict[tuple, dict]], decision: dict[str, dict
     return {k: (cal if decision.get(k[2], {}).get("calibrate", True) else raw)[k] for k in cal if k in raw}
 
 
+def strength_rows(methods: dict[str, dict[tuple, dict]]) -> dict[float, dict[tuple, dict]]:
+    """Calibration strength → the model's rows at it (0: uncalibrated, 1: fully calibrated)."""
+    out = {float(name.removeprefix(PARTIAL)): got for name, got in methods.items() if name.startswith(PARTIAL)}
+    if "model-uncalibrated" in methods:
+        out[0.0] = methods["model-uncalibrated"]
+    if "model" in methods:
+        out[1.0] = methods["model"]
+    return dict(sorted(out.items()))
+
+
+def strength_decision(methods: dict[str, dict[tuple, dict]]) -> dict | None:
+    """The calibration strength by mean masked PSNR over the tasks every strength has: over all sites (the
+    product's) and, per site, over the other sites' tasks (the product rows' honest choice); None when
+    the rows hold only full and no calibration (then the per-target decision stands)."""
+    by = strength_rows(methods)
+    if len(by) < 3:
+        return None
+    keys = set.intersection(*(set(g) for g in by.values()))
+    if not keys:
+        return None
+
+    def best(ks: list[tuple]) -> float:
+        return max(by, key=lambda w: (np.mean([by[w][k]["PSNR"] for k in ks]), -abs(w - 1.0)))
+
+    site = {k: by[1.0][k]["site"] for k in keys}
+    per_site = {s: best([k for k in keys if site[k] != s]) for s in sorted(set(site.values()))}
+    return {"strength": best(sorted(keys)), "per_site": per_site, "n": len(keys),
+            "mean_PSNR": {str(w): float(np.mean([by[w][k]["PSNR"] for k in keys])) for w in by},
+            "mean_SSIM": {str(w): float(np.mean([by[w][k]["SSIM"] for k in keys])) for w in by},
+            "_rows": {k: by[per_site[site[k]]][k] for k in keys}}
+
+
 def _stats(rows: list[dict], metric: str) -> dict:
     vals = [r[metric] for r in rows if metric in r and np.isfinite(r[metric])]
     return {"mean": float(np.mean(vals)), "sd": float(np.std(vals)), "n": len(vals)} if vals else {}
@@ -58,7 +96,10 @@ def summarize(rows: list[dict], seen: dict[str, list[str]] | None = None) -> dic
 
     methods = by_method(rows)
     decision = calibration_decision(methods)
-    if decision:
+    strength = strength_decision(methods)
+    if strength:
+        methods["product"] = strength.pop("_rows")
+    elif decision:
         methods["product"] = product_rows(methods, decision)
     targets = sorted({k[2] for m in methods.values() for k in m})
     sites = sorted({r["site"] for r in rows})
@@ -77,7 +118,7 @@ def summarize(rows: list[dict], seen: dict[str, list[str]] | None = None) -> dic
     if "product" in methods:
         prod = methods["product"]
         for other in [m for m in (*BASELINES, *sorted(methods)) if m in methods and m not in
-                      ("product", "model", "model-uncalibrated")]:
+                      ("product", "model", "model-uncalibrated") and not m.startswith(PARTIAL)]:
             keys = sorted(set(prod) & set(methods[other]))
             variants = [(other, keys)]
             if (seen or {}).get(other):
@@ -89,8 +130,9 @@ def summarize(rows: list[dict], seen: dict[str, list[str]] | None = None) -> dic
                     if len(ks) >= 2 and np.any(a != b):
                         tests[f"{label}:{metric}"] = {"n": len(ks), "mean_difference": float((a - b).mean()),
                                                      "p_value": float(wilcoxon(a, b).pvalue)}
-    return {"methods": table, "calibration": decision, "calibrate_targets": [t for t, d in decision.items()
-                                                                              if d["calibrate"]],
+    calibrated = list(decision) if strength else [t for t, d in decision.items() if d["calibrate"]]
+    return {"methods": table, "calibration": decision, "calibrate_targets": calibrated,
+            "calibrate_strength": strength["strength"] if strength else None, "strength": strength,
             "wilcoxon_product_vs": tests, "targets_check": targets_check(table, tests), "sites": sites,
             "compared_models_trained_on": seen or {}}
 
@@ -153,11 +195,21 @@ def markdown(report: dict) -> str:
             if b.get("brasyn_SSIM"):
                 lines.append(f"| {m} | {x} | {_cell(b['brasyn_SSIM'], 3)} | {_cell(b['brasyn_SSIM_tumour'], 3)} | "
                              f"{_cell(b['brasyn_SSIM_healthy'], 3)} | {_cell(b['brasyn_PSNR'], 2)} |")
-    lines += ["", "### Calibration, decided per target by this validation", "",
+    lines += ["", "### Calibration, decided per target by this validation" if not report.get("strength") else
+              "### Calibrated vs uncalibrated per target (for information: one strength, below, decides)", "",
               "| target | calibrated PSNR | uncalibrated PSNR | shipped |", "|---|---|---|---|"]
     for x, d in report["calibration"].items():
         lines.append(f"| {x} | {d['calibrated_PSNR']:.2f} | {d['uncalibrated_PSNR']:.2f} | "
                      f"{'calibrated' if d['calibrate'] else 'uncalibrated'} |")
+    if report.get("strength"):
+        s = report["strength"]
+        lines += ["", f"### Calibration strength, decided by this validation ({s['n']} tasks; every target)", "",
+                  "| strength | " + " | ".join(s["mean_PSNR"]) + " |", "|---" * (len(s["mean_PSNR"]) + 1) + "|",
+                  "| mean PSNR | " + " | ".join(f"{v:.2f}" for v in s["mean_PSNR"].values()) + " |",
+                  "| mean SSIM | " + " | ".join(f"{v:.3f}" for v in s["mean_SSIM"].values()) + " |", "",
+                  f"Shipped: **{s['strength']:g}** (above: over all sites). The product rows use, for each held-out "
+                  "site, the strength chosen on the other sites: " + ", ".join(f"{k} {v:g}" for k, v in
+                                                                                s["per_site"].items()) + "."]
     lines += ["", "### Paired Wilcoxon tests, product vs each", "", "| vs | metric | n | mean difference | p |",
               "|---|---|---|---|---|"]
     for k, v in report["wilcoxon_product_vs"].items():

@@ -134,8 +134,8 @@ def engine_predictions(engine, subject: Subject, inputs: tuple[str, ...], target
 # output mapped onto the TRUE target histogram, as the histmatch-best baseline is. Beside that baseline it
 # separates anatomy from tone: how much a perfect tone (intensity histogram) would give the model.
 ORACLE_TONE = "model-oracle-tone"
-# candidates, scored only when named in ``only``: calibration at part strength w (the output's quantiles moved a
-# fraction w of the way to the calibrated ones), a blend of the network's own tone and the templates'
+# calibration at part strength w (the output's quantiles moved a fraction w of the way to the calibrated ones),
+# a blend of the network's own tone and the templates': the report chooses the product's strength among them
 PARTIAL, PARTIAL_STRENGTHS = "model-cal-", (0.25, 0.5, 0.75)
 
 
@@ -179,17 +179,15 @@ def validate_sites(subjects: list[Subject], store: RowStore, fold_engines: dict[
             if coef is not None:
                 add("linear", predict_linear(coef, subject.normalized, inputs, subject.mask))
         engine = fold_engines.get(subject.site)
-        if engine is not None and (todo("model") or todo("model-uncalibrated")):
-            preds = engine_predictions(engine, subject, inputs, target, {"model": True, "model-uncalibrated": False})
-            for name, pred in preds.items():
+        # one generator pass: calibrated, uncalibrated and at part strength (the report chooses the strength)
+        partial = [f"{PARTIAL}{w}" for w in PARTIAL_STRENGTHS if todo(f"{PARTIAL}{w}")]
+        calibrations = {n: c for n, c in (("model", True), ("model-uncalibrated", False)) if todo(n)}
+        if engine is not None and (calibrations or partial):
+            for name, pred in engine_predictions(engine, subject, inputs, target, calibrations, partial).items():
                 add(name, pred)
         if engine is not None and only is not None and todo(ORACLE_TONE):
             raw = engine_predictions(engine, subject, inputs, target, {"raw": False})["raw"]
             add(ORACLE_TONE, histogram_match(raw, subject.normalized[target], subject.mask))
-        partial = [f"{PARTIAL}{w}" for w in PARTIAL_STRENGTHS if only is not None and todo(f"{PARTIAL}{w}")]
-        if engine is not None and partial:
-            for name, pred in engine_predictions(engine, subject, inputs, target, {}, partial=partial).items():
-                add(name, pred)
         for name, eng in compare.items():
             if todo(name):
                 add(name, engine_predictions(eng, subject, inputs, target, {name: True})[name])
@@ -248,5 +246,7 @@ def run_site_validation(data: Path, out: Path, folds: dict[str, Path], compare: 
         record = read_templates(final)
         if record is not None:
             record["calibrate_targets"] = report["calibrate_targets"]
+            if report.get("calibrate_strength") is not None:
+                record["calibrate_strength"] = report["calibrate_strength"]
             write_templates(final, record)
     return report

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from MRSynthLib.calibration import (
     N_QUANTILES,
+    parse_calibrate_strength,
     parse_calibrate_targets,
     parse_templates,
     templates_from_subjects,
@@ -74,7 +75,8 @@ def run_settings(run: Path, context: int = 0, calibrate: bool = True):
     record = read_templates(run) if calibrate else None
     return ModelSettings(model_id=f"run {run.name}", context=int(context),
                          intensity_templates=parse_templates(record["contrasts"]) if record else None,
-                         calibrate_targets=parse_calibrate_targets(record) if record else None)
+                         calibrate_targets=parse_calibrate_targets(record) if record else None,
+                         calibrate_strength=parse_calibrate_strength(record) if record else 1.0)
 
 
 def run_engine(run: Path):
