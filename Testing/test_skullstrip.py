@@ -116,17 +116,23 @@ def test_without_nilearn_a_head_is_refused_saying_what_to_install(phantom_head, 
     assert prepare({"T1": heads["T1"]}, skull_strip=False).notes == ()  # --no-skull-strip still runs
 
 
-@pytest.mark.slow  # 25–80 s (idle to loaded 2 cores): three whole-volume runs of the default model
-def test_default_model_on_a_head_is_as_good_as_on_the_stripped_brain(real, real_head):
-    """Before: the scalp set the normalization and a synthetic scalp was drawn (−3 to −5 dB)."""
+@pytest.mark.slow  # 40–120 s (idle to loaded 2 cores): five whole-volume runs
+def test_a_head_is_as_good_as_the_stripped_brain(real, real_head):
+    """Before: the scalp set the normalization and a synthetic scalp was drawn (−3 to −5 dB with v2, the
+    model this was fixed with: checked on it). The default (v4, trained with random tone curves) is far
+    less sensitive to the scalp; on a head it must still do as well as on the stripped brain
+    (docs/skull-stripping.md has its numbers: here not stripping happens to score higher)."""
     from MRSynthLib.evaluation import evaluate_arrays
 
     vols, brain = real
     heads, _ = real_head
     score = lambda inputs, **kw: evaluate_arrays(  # noqa: E731
         synthesize({c: inputs[c] for c in ("T1", "T2")}, "FLAIR", **kw).array, vols["FLAIR"].array, brain)
-    stripped, auto, off = score(vols), score(heads), score(heads, skull_strip=False)
+    v2 = {"model": "mrsynth-unified-v2"}
+    stripped, auto, off = score(vols, **v2), score(heads, **v2), score(heads, skull_strip=False, **v2)
     assert auto["PSNR"] > off["PSNR"] + 2.0 and auto["SSIM"] > off["SSIM"], (auto, off)
+    assert auto["PSNR"] > stripped["PSNR"] - 1.5 and auto["SSIM"] > stripped["SSIM"] - 0.03, (auto, stripped)
+    stripped, auto = score(vols), score(heads)  # the default model
     assert auto["PSNR"] > stripped["PSNR"] - 1.5 and auto["SSIM"] > stripped["SSIM"] - 0.03, (auto, stripped)
 
 
