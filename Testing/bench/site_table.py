@@ -12,13 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
+from mrsynth_train.site_report import PARTIAL, by_method, strength_rows
+
 LABELS = {"v2": "v2 (trained on the 2 TCGA subjects)",
           "histmatch-best": "histogram matching to the TRUE target histogram, best input (oracle)",
           "linear": "voxel-wise linear regression fitted on the training folds",
           "model-oracle-tone": "diagnostic: {first}'s output mapped onto the TRUE target histogram (oracle tone)",
           "model-uncalibrated": "{first} without calibration (the network's own tone)",
           "model": "{first} fully calibrated (strength 1)"}
-PARTIAL = "model-cal-"  # validate-sites --only model-cal-<w>: calibration at strength w
 
 def rows(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / "rows.jsonl").read_text(encoding="utf-8").splitlines() if line]
@@ -31,8 +32,8 @@ def product_rows(folder: Path) -> list[dict]:
     chosen = (json.loads((folder / "report.json").read_text(encoding="utf-8")).get("strength") or {}).get("per_site")
     if not chosen:
         return [r for r in got if r["method"] == "model"]
-    name = {0.0: "model-uncalibrated", 1.0: "model"}
-    return [r for r in got if r["method"] == name.get(chosen.get(r["site"]), f"{PARTIAL}{chosen.get(r['site'])}")]
+    by_strength = strength_rows(by_method(got))
+    return [r for w, tasks in by_strength.items() for r in tasks.values() if chosen.get(r["site"]) == w]
 
 
 def mean(rs: list[dict]) -> str:

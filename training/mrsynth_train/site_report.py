@@ -17,7 +17,7 @@ import numpy as np
 METRICS = ("PSNR", "SSIM", "MAE")
 BRASYN = ("brasyn_SSIM", "brasyn_PSNR", "brasyn_SSIM_tumour", "brasyn_SSIM_healthy")
 BASELINES = ("histmatch-best", "linear")
-PARTIAL = "model-cal-"  # calibration at part strength w (site_validation.PARTIAL)
+PARTIAL = "model-cal-"  # rows of the model calibrated at part strength w: "model-cal-<w>"
 
 
 def _task(row: dict) -> tuple[str, str, str]:

@@ -28,6 +28,7 @@ from MRSynthLib.volume import Volume
 
 from .baselines import fit_linear, histogram_match_all, predict_linear
 from .evaluate import task_list
+from .site_report import PARTIAL
 from .sites import site_of
 from .subjects import read_subject_volumes, selected_units
 
@@ -136,7 +137,7 @@ def engine_predictions(engine, subject: Subject, inputs: tuple[str, ...], target
 ORACLE_TONE = "model-oracle-tone"
 # calibration at part strength w (the output's quantiles moved a fraction w of the way to the calibrated ones),
 # a blend of the network's own tone and the templates': the report chooses the product's strength among them
-PARTIAL, PARTIAL_STRENGTHS = "model-cal-", (0.25, 0.5, 0.75)
+PARTIAL_STRENGTHS = (0.25, 0.5, 0.75)  # rows named PARTIAL + w (site_report.PARTIAL)
 
 
 def validate_sites(subjects: list[Subject], store: RowStore, fold_engines: dict[str, object],
