@@ -20,6 +20,10 @@ FITTED = {"levelfit": None, "levelfit+flip": "flip", "levelfit+both": "both", "l
 # the scored maps: variant SDs, smoothed in-plane, two no-model baselines (edge strength, output level) and the
 # network's own scale head (models with one)
 METHODS = ("flip", "dropout", "both", "flip-smooth", "both-smooth", "edge", "level", "head")
+# ceilings, not methods: each task's mean |error| per output-intensity bin (× edge-strength quintile) fitted on
+# that task's OWN errors — the most an intensity-conditional map could rank if it knew this subject's tone
+OWN = {"own-level": False, "own-level×edge": True}
+EDGE_QUANTILES = (0.2, 0.4, 0.6, 0.8)
 
 
 def _samples(out: Path, row: dict, method: str, weight: float | None = None) -> tuple[np.ndarray, np.ndarray] | None:
@@ -114,6 +118,25 @@ def fitted_rows(rows: list[dict], out: Path, method: str) -> list[dict]:
     return got
 
 
+def own_table_map(z: dict, with_edge: bool) -> np.ndarray:
+    """The task's own mean |error| per cell (intensity bin, × edge quintile), read back at each voxel."""
+    cell = np.clip(np.digitize(z["level"], LEVEL_BINS) - 1, 0, LEVEL_BINS.size - 2)
+    if with_edge:
+        cell = cell * (len(EDGE_QUANTILES) + 1) + np.searchsorted(np.quantile(z["edge"], EDGE_QUANTILES), z["edge"])
+    sums, counts = np.bincount(cell, weights=z["err"]), np.bincount(cell)
+    return (sums / np.maximum(counts, 1))[cell]
+
+
+def own_rows(rows: list[dict], out: Path, method: str) -> list[dict]:
+    """Rows of a ceiling of :data:`OWN` (in-sample by construction: never a candidate for the product)."""
+    got = []
+    for r in rows:
+        z = _load(out, r)
+        sd = own_table_map(z, OWN[method])
+        got.append({**r, "weight": 0.0, "methods": {method: score_samples(z["err"], sd)}, "_sd": sd})
+    return got
+
+
 def score_samples(err: np.ndarray, sd: np.ndarray) -> dict:
     curve, oracle = cm.sparsification(sd, err)
     return {"rho": cm.spearman(sd, err), "ause": cm.ause(curve, oracle),
@@ -179,7 +202,8 @@ def warning_threshold(fitted: list[dict], scales: dict[str, float]) -> dict:
 
 def write_report(rows: list[dict], out: Path, methods: tuple[str, ...] | None = None, fitted_on: str = "") -> str:
     methods = methods or METHODS
-    combined = {**{m: combined_rows(rows, out, m) for m in COMBINED}, **{m: fitted_rows(rows, out, m) for m in FITTED}}
+    combined = {**{m: combined_rows(rows, out, m) for m in COMBINED}, **{m: fitted_rows(rows, out, m) for m in FITTED},
+                **{m: own_rows(rows, out, m) for m in OWN}}
     combined = {m: r for m, r in combined.items() if r}
     lines = ["| method | target | tasks | ρ mean (min) | AUSE / MAE (random) | top-10 % / median (min) | "
              "coverage of 1.96σ |", "|---|---|---|---|---|---|---|"]
@@ -195,9 +219,12 @@ def write_report(rows: list[dict], out: Path, methods: tuple[str, ...] | None = 
             f"{per_pass:.1f} s.", ""]
     scales = {**{m: fitted_scales(rows, out, m) for m in methods},
               **{m: fitted_scales(r, out, m) for m, r in combined.items()}}
-    tail = ["", "Weights a of the combined maps (SD + a·output), chosen on the other folds, per held-out site: "]
+    tail = ["", "own-level, own-level×edge: ceilings, not methods — each task's mean |error| per output-intensity "
+            "bin (× edge-strength quintile) fitted on its OWN errors: the most a map of those features could rank "
+            "if it knew this subject's tone.", "",
+            "Weights a of the combined maps (SD + a·output), chosen on the other folds, per held-out site: "]
     tail += [f"- {m}: " + ", ".join(f"{site} {next(x['weight'] for x in r if x['site'] == site)}" for site in sites)
-             for m, r in combined.items()]
+             for m, r in combined.items() if m not in OWN]
     tail += ["", "Per-target scales fitted on all folds (|error| ≤ 1.96·k·SD on 95 % of the voxels):", ""]
     tail += [f"- {m}: " + ", ".join(f"{t} {k:.2f}" for t, k in sorted(s.items())) for m, s in scales.items()]
     model = {t: level_table(rows, out, t, None).round(4).tolist() for t in sorted({r["target"] for r in rows})}
