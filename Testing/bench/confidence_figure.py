@@ -2,6 +2,10 @@
 the uncertainty map and the true |error| on the same colour scale (plus ρ on that subject, printed).
 
     python Testing/bench/confidence_figure.py [--subject BraTS18-CBICA-AAB] [--model ID]
+
+The default model may have trained on every real subject (v4's final run did): then show a site-fold run
+that never saw the subject's site, with the error model of the default's card (``--run`` + ``--error-model``,
+e.g. ``--run runs/v4c/fold-BraTS18-CBICA --error-model runs/confidence-v4c/error_model.json``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ def main() -> None:
     ap.add_argument("--subject", default="BraTS18-CBICA-AAB")
     ap.add_argument("--target", default="FLAIR")
     ap.add_argument("--model", default=None)
+    ap.add_argument("--run", default=None, help="a training run folder (e.g. a site fold) instead of --model")
+    ap.add_argument("--error-model", default=None, help="the error model record to use with --run")
     ap.add_argument("--out", default=str(ROOT / "Resources" / "Screenshots" / "mrsynth-confidence.png"))
     args = ap.parse_args()
 
@@ -37,7 +43,7 @@ def main() -> None:
     volumes = {p.name.split(".")[0]: read_volume(p) for p in sorted(folder.glob("*.nii.gz"))
                if p.name.split(".")[0] in ("T1", "T1Gd", "T2", "PD", "FLAIR")}
     truth = volumes.pop(args.target)
-    image, sd = synthesize_with_confidence(volumes, args.target, model=args.model, device="cpu")
+    image, sd = synthesize_with_confidence(volumes, args.target, engine=run_engine(args), model=args.model, device="cpu")
     out, sig, ref = (orientation.to_canonical(v) for v in (image, sd, truth))
     brain = sig > 0
     scale_p, scale_t = np.percentile(out[brain], 99.5), np.percentile(ref[brain], 99.5)
@@ -60,11 +66,30 @@ def main() -> None:
     axes[4].set_title("overlay, as in Slicer")
     axes[4].axis("off")
     fig.colorbar(shown, ax=axes[2:4], fraction=0.025, label="× 99.5th pct")
-    fig.suptitle(f"{args.subject} ({' + '.join(volumes)} → {args.target}, model {image.metadata['MRSynth.Model']}): "
+    seen = ", trained without this subject's site" if args.run else ""
+    fig.suptitle(f"{args.subject} ({' + '.join(volumes)} → {args.target}, model {image.metadata['MRSynth.Model']}{seen}): "
                  f"voxel ρ(σ, |error|) = {rho:.2f}", fontsize=10)
     fig.savefig(args.out, dpi=80, bbox_inches="tight")
     print(f"{args.out}: rho {rho:.3f}, mean sigma {float(unit[brain].mean()):.3f}, MAE {float(err[brain].mean()):.3f}, "
           f"coverage {float(np.mean(err[brain] <= 1.96 * unit[brain])):.3f}")
+
+
+def run_engine(args: argparse.Namespace):
+    """The ``--run`` folder's network with the ``--error-model`` record, or None (the registry's model)."""
+    if args.run is None:
+        return None
+    import json
+    import sys
+
+    sys.path.insert(0, str(ROOT / "training"))
+    from mrsynth_train.templates import run_engine as engine_of
+    from MRSynthLib.confidence import parse_error_model
+
+    engine = engine_of(Path(args.run))
+    if args.error_model:
+        raw = json.loads(Path(args.error_model).read_text())
+        engine.error_model = parse_error_model(raw, args.error_model)
+    return engine
 
 
 if __name__ == "__main__":
