@@ -6,6 +6,7 @@ torch or onnxruntime::
     import MRSynthLib
     flair = MRSynthLib.synthesize({"T1": MRSynthLib.read_volume("t1.nii.gz")}, target="FLAIR")
     MRSynthLib.write_volume(flair, "FLAIR_synthetic.nii.gz")
+    flair, sd = MRSynthLib.synthesize({"T1": t1}, target="FLAIR", confidence=True)  # + the uncertainty map
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "synthesize": ("synthesis", "synthesize"),
+    "synthesize_with_confidence": ("synthesis", "synthesize_with_confidence"),
+    "Synthesis": ("synthesis", "Synthesis"),
     "read_volume": ("io", "read_volume"),
     "write_volume": ("io", "write_volume"),
     "Volume": ("volume", "Volume"),

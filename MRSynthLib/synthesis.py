@@ -8,7 +8,7 @@ target contrast inside the brain, 0 outside the brain.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple, overload
 
 import numpy as np
 
@@ -187,18 +187,31 @@ def to_output_volume(canonical_out: np.ndarray, prepared: Prepared, target: str,
     return Volume(arr.astype(np.float32), ref.spacing, ref.origin, ref.direction, meta)
 
 
+@overload
+def synthesize(inputs: dict[str, Volume], target: str, *, engine: Backend | None = ..., progress: Progress | None = ...,
+               confidence: Literal[False] = ..., **options) -> Volume: ...
+@overload
+def synthesize(inputs: dict[str, Volume], target: str, *, engine: Backend | None = ..., progress: Progress | None = ...,
+               confidence: Literal[True], **options) -> Synthesis: ...
 def synthesize(inputs: dict[str, Volume], target: str, *, engine: Backend | None = None,
-               progress: Progress | None = None, **options) -> Volume:
+               progress: Progress | None = None, confidence: bool = False, **options) -> Volume | Synthesis:
     """Synthesize ``target`` from any non-empty subset of contrasts.
 
     >>> out = synthesize({"T1": t1, "T2": t2}, target="FLAIR")  # doctest: +SKIP
+    >>> out, sd = synthesize({"T1": t1, "T2": t2}, target="FLAIR", confidence=True)  # doctest: +SKIP
 
     ``options`` are the fields of :class:`MRSynthLib.request.SynthesisRequest` (style_reference,
     style_target, style_alpha, match_histogram, mask, skull_strip, register, n4, calibrate, plane, model,
     backend, device, batch_size), documented there. ``engine``: an already loaded backend (its model is
     then the one used; ``model``/``backend``/``device`` are not read). ``progress(done, total, message)``
-    returning ``False`` cancels. For the uncertainty map as well: :func:`synthesize_with_confidence`.
+    returning ``False`` cancels. ``confidence=True``: the uncertainty map as well (:mod:`MRSynthLib.confidence`,
+    no extra generator pass), returned as :class:`Synthesis` ``(image, confidence)``; the image is the same.
     """
+    if confidence is True:
+        return synthesize_with_confidence(inputs, target, engine=engine, progress=progress, **options)
+    if confidence is not False:
+        raise MRSynthError(f"confidence must be True or False here, got {confidence!r}: the map is returned "
+                           "(write it with MRSynthLib.write_volume); a path is for the CLI's --confidence")
     from .request import SynthesisRequest
 
     return run_request(SynthesisRequest(inputs, target, **options), engine=engine, progress=progress)
@@ -214,7 +227,7 @@ class Synthesis(NamedTuple):
 def synthesize_with_confidence(inputs: dict[str, Volume], target: str, *, engine: Backend | None = None,
                                progress: Progress | None = None, **options) -> Synthesis:
     """:func:`synthesize`, plus its uncertainty map (:mod:`MRSynthLib.confidence`; the shipped method costs
-    no extra generator pass)::
+    no extra generator pass); the same as ``synthesize(..., confidence=True)``::
 
         image, sd = synthesize_with_confidence({"T1": t1, "T2": t2}, target="FLAIR")
     """

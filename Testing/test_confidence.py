@@ -110,8 +110,14 @@ def test_python_api_shape(with_sd, small_subject, tiny_bundle):
     plain = synthesize({"T1": small_subject.volumes["T1"], "T2": small_subject.volumes["T2"]}, "FLAIR",
                        model=str(tiny_bundle), device="cpu")
     assert type(plain).__name__ == "Volume" and np.array_equal(plain.array, with_sd.image.array)  # the map changes nothing
-    with pytest.raises(MRSynthError, match="synthesize_with_confidence"):
-        synthesize({"T1": small_subject.volumes["T1"]}, "FLAIR", model=str(tiny_bundle), confidence=True)
+    import MRSynthLib
+
+    inputs = {"T1": small_subject.volumes["T1"], "T2": small_subject.volumes["T2"]}
+    image, sd = MRSynthLib.synthesize(inputs, "FLAIR", model=str(tiny_bundle), device="cpu", confidence=True)
+    assert np.array_equal(image.array, plain.array) and np.array_equal(sd.array, with_sd.confidence.array)
+    assert sd.metadata["MRSynth.Uncertainty"] == "1" and "MRSynth.Synthetic" not in sd.metadata
+    with pytest.raises(MRSynthError, match="True or False"):  # a path is the CLI's; here the map is returned
+        synthesize(inputs, "FLAIR", model=str(tiny_bundle), confidence="sd.nii.gz")
 
 
 def _args(case, model, out, *extra):
