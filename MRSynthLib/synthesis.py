@@ -189,12 +189,12 @@ def to_output_volume(canonical_out: np.ndarray, prepared: Prepared, target: str,
 
 @overload
 def synthesize(inputs: dict[str, Volume], target: str, *, engine: Backend | None = ..., progress: Progress | None = ...,
-               confidence: Literal[False] = ..., **options) -> Volume: ...
+               confidence: Literal[False] | None = ..., **options) -> Volume: ...
 @overload
 def synthesize(inputs: dict[str, Volume], target: str, *, engine: Backend | None = ..., progress: Progress | None = ...,
                confidence: Literal[True], **options) -> Synthesis: ...
 def synthesize(inputs: dict[str, Volume], target: str, *, engine: Backend | None = None,
-               progress: Progress | None = None, confidence: bool = False, **options) -> Volume | Synthesis:
+               progress: Progress | None = None, confidence: bool | None = False, **options) -> Volume | Synthesis:
     """Synthesize ``target`` from any non-empty subset of contrasts.
 
     >>> out = synthesize({"T1": t1, "T2": t2}, target="FLAIR")  # doctest: +SKIP
@@ -209,7 +209,7 @@ def synthesize(inputs: dict[str, Volume], target: str, *, engine: Backend | None
     """
     if confidence is True:
         return synthesize_with_confidence(inputs, target, engine=engine, progress=progress, **options)
-    if confidence is not False:
+    if confidence not in (False, None):  # None: no map, as on a request
         raise MRSynthError(f"confidence must be True or False here, got {confidence!r}: the map is returned "
                            "(write it with MRSynthLib.write_volume); a path is for the CLI's --confidence")
     from .request import SynthesisRequest

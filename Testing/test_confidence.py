@@ -116,6 +116,7 @@ def test_python_api_shape(with_sd, small_subject, tiny_bundle):
     image, sd = MRSynthLib.synthesize(inputs, "FLAIR", model=str(tiny_bundle), device="cpu", confidence=True)
     assert np.array_equal(image.array, plain.array) and np.array_equal(sd.array, with_sd.confidence.array)
     assert sd.metadata["MRSynth.Uncertainty"] == "1" and "MRSynth.Synthetic" not in sd.metadata
+    assert np.array_equal(synthesize(inputs, "FLAIR", model=str(tiny_bundle), confidence=None).array, plain.array)
     with pytest.raises(MRSynthError, match="True or False"):  # a path is the CLI's; here the map is returned
         synthesize(inputs, "FLAIR", model=str(tiny_bundle), confidence="sd.nii.gz")
 
