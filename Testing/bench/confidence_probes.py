@@ -31,8 +31,9 @@ FEATURES = ("level", "edge", "dist", "lstd", "cycle", "style-spread", "style-dev
 
 
 def task_features(engine, subject, inputs, target, refs, codes) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    from scipy.ndimage import distance_transform_edt, gaussian_filter, gaussian_gradient_magnitude
+    from scipy.ndimage import distance_transform_edt, gaussian_filter
 
+    from mrsynth_train.confidence_validation import edge_strength
     from mrsynth_train.confidence_variants import without
     from MRSynthLib import orientation
     from MRSynthLib.contrasts import CONTRASTS
@@ -52,7 +53,7 @@ def task_features(engine, subject, inputs, target, refs, codes) -> tuple[np.ndar
     level = out / (np.percentile(out[ev], 99.5) or 1.0)
     err = np.abs(np.clip(level, 0, 1) - np.clip(truth / (np.percentile(truth[ev], 99.5) or 1.0), 0, 1))
     in_plane = (0, 2, 2)
-    f = {"level": level, "edge": np.stack([gaussian_gradient_magnitude(z, 1.0) for z in level]),
+    f = {"level": level, "edge": edge_strength(level, m),  # as validate-confidence's "edge"
          "dist": -np.stack([distance_transform_edt(z) for z in p.mask]),
          "lstd": np.sqrt(np.maximum(gaussian_filter(level ** 2, in_plane) - gaussian_filter(level, in_plane) ** 2, 0))}
     cycle = np.zeros_like(level)
@@ -92,16 +93,11 @@ def other_site_refs(subjects, subject, target, n=4):
     return got
 
 
-def top_ratio(sd: np.ndarray, err: np.ndarray) -> float:
-    k = max(1, sd.size // 10)
-    return float(err[np.argsort(-sd)[:k]].mean() / np.median(err))
-
-
 def score(tasks: list[dict]) -> dict[str, dict[str, tuple[float, float]]]:
-    from scipy.stats import spearmanr
     from sklearn.ensemble import HistGradientBoostingRegressor
 
     from mrsynth_train.confidence_report import LEVEL_BINS
+    from MRSynthLib import confidence_metrics as cm
 
     maps: dict[str, list[np.ndarray]] = {k: [t["f"][k] for t in tasks] for k in FEATURES}
     cell = [np.clip(np.digitize(t["f"]["level"], LEVEL_BINS) - 1, 0, LEVEL_BINS.size - 2) for t in tasks]
@@ -127,8 +123,8 @@ def score(tasks: list[dict]) -> dict[str, dict[str, tuple[float, float]]]:
             idx = [i for i, t in enumerate(tasks) if t["target"] == target]
             if idx:
                 got.setdefault(name, {})[target] = (
-                    float(np.mean([spearmanr(per_task[i], tasks[i]["err"]).statistic for i in idx])),
-                    float(np.mean([top_ratio(per_task[i], tasks[i]["err"]) for i in idx])))
+                    float(np.mean([cm.spearman(per_task[i], tasks[i]["err"]) for i in idx])),
+                    float(np.mean([cm.top_ratio(per_task[i], tasks[i]["err"]) for i in idx])))
     return got
 
 
