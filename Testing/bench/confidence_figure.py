@@ -65,7 +65,7 @@ def main() -> None:
     axes[4].imshow(np.ma.masked_where(~brain[z], unit[z] * 1.96)[::-1], cmap="inferno", vmin=0, vmax=vmax, alpha=0.4)
     axes[4].set_title("overlay, as in Slicer")
     axes[4].axis("off")
-    fig.colorbar(shown, ax=axes[2:4], fraction=0.025, label="× 99.5th pct")
+    fig.colorbar(shown, ax=list(axes[2:]), fraction=0.02, pad=0.02, label="σ · 1.96 and |error| (× 99.5th pct)")
     seen = ", trained without this subject's site" if args.run else ""
     fig.suptitle(f"{args.subject} ({' + '.join(volumes)} → {args.target}, model {image.metadata['MRSynth.Model']}{seen}): "
                  f"voxel ρ(σ, |error|) = {rho:.2f}", fontsize=10)
